@@ -1,0 +1,204 @@
+"""From slice probabilities to a series and study class, with honest abstention.
+
+The rule (stated in the README, calibrated on the shared DICOM series and validation):
+
+1. A slice is *eligible* only if enough head is in it (head area >= ``min_head_fraction``
+   of the series' largest head area), it lies in the central part of the head along the
+   slice axis (not the skull base or vertex), and its feature-distance OOD score is below
+   the model's threshold x ``ood_factor``. Every other slice records why it was not assessed.
+2. With fewer than ``min_eligible`` eligible slices the series is ``indeterminate``.
+3. A tumour class is reported when at least ``min_votes`` eligible slices (and at least
+   ``min_vote_fraction`` of them) call it with probability >= ``confident``, they include a
+   run of ``min_run`` adjacent eligible slices, and every other tumour class has at most
+   half as many confident votes. Otherwise, if the confident notumor votes are at least
+   ``notumor_fraction`` of the eligible slices, the series is ``notumor``.
+4. Anything else is ``indeterminate`` with the reason.
+
+Series probabilities are the mean over eligible slices (reported, not used for the decision).
+The study takes the series results: one tumour class agreed by every decided series wins;
+conflicting tumour classes give ``indeterminate``; all decided series notumor gives notumor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from inference import CLASSES
+
+INDETERMINATE = "indeterminate"
+NOTUMOR = "notumor"
+
+
+@dataclass(frozen=True)
+class AggregationOptions:
+    min_head_fraction: float = 0.5
+    exclude_bottom: float = 0.25  # share of the head's slice extent at the bottom ignored
+    exclude_top: float = 0.15  # share at the top (vertex) ignored
+    ood_factor: float = 1.0
+    min_eligible: int = 3
+    confident: float = 0.80
+    min_votes: int = 2
+    min_vote_fraction: float = 0.2
+    min_run: int = 2
+    notumor_fraction: float = 0.6
+
+
+@dataclass(frozen=True)
+class SliceEvidence:
+    """Per-slice inputs to the rule; positions are along the slice normal (mm or index)."""
+
+    probs: NDArray[np.float32]  # (N, C)
+    head_area: NDArray[np.float32]  # (N,) head area (any unit, same for all slices)
+    position: NDArray[np.float32]  # (N,) position along the normal, increasing superior
+    ood_score: NDArray[np.float32]  # (N,)
+    ood_threshold: float
+
+
+@dataclass(frozen=True)
+class SliceDecision:
+    index: int
+    eligible: bool
+    reason: str
+    predicted: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class SeriesDecision:
+    label: str  # a class name or "indeterminate"
+    reason: str
+    probabilities: dict[str, float]
+    slices: tuple[SliceDecision, ...] = field(default_factory=tuple)
+    votes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def eligible_indices(self) -> list[int]:
+        return [s.index for s in self.slices if s.eligible]
+
+
+def slice_eligibility(ev: SliceEvidence, opts: AggregationOptions) -> list[tuple[bool, str]]:
+    n = len(ev.probs)
+    if n == 0:
+        return []
+    area = np.asarray(ev.head_area, dtype=np.float64)
+    max_area = float(area.max()) if n else 0.0
+    head = area >= 0.2 * max_area if max_area > 0 else np.zeros(n, bool)
+    pos = np.asarray(ev.position, dtype=np.float64)
+    lo, hi = (float(pos[head].min()), float(pos[head].max())) if head.any() else (0.0, 0.0)
+    extent = hi - lo
+    out: list[tuple[bool, str]] = []
+    for i in range(n):
+        rel = (pos[i] - lo) / extent if extent > 0 else 0.5
+        if max_area <= 0 or area[i] < opts.min_head_fraction * max_area:
+            out.append((False, "too little head in slice"))
+        elif extent > 0 and rel < opts.exclude_bottom:
+            out.append((False, "skull base (bottom of the head)"))
+        elif extent > 0 and rel > 1.0 - opts.exclude_top:
+            out.append((False, "vertex (top of the head)"))
+        elif ev.ood_score[i] > ev.ood_threshold * opts.ood_factor:
+            out.append((False, "out of distribution (feature distance above threshold)"))
+        else:
+            out.append((True, "eligible"))
+    return out
+
+
+def _longest_run(indices: Sequence[int]) -> int:
+    best = run = 0
+    prev = None
+    for i in sorted(indices):
+        run = run + 1 if prev is not None and i == prev + 1 else 1
+        best = max(best, run)
+        prev = i
+    return best
+
+
+def decide_series(
+    ev: SliceEvidence,
+    opts: AggregationOptions | None = None,
+    classes: Sequence[str] = CLASSES,
+) -> SeriesDecision:
+    """Apply the documented rule to one series' slices."""
+    o = opts or AggregationOptions()
+    flags = slice_eligibility(ev, o)
+    probs = np.asarray(ev.probs, dtype=np.float32)
+    decisions = tuple(
+        SliceDecision(i, ok, why, classes[int(probs[i].argmax())], float(probs[i].max()))
+        for i, (ok, why) in enumerate(flags)
+    )
+    eligible = [d.index for d in decisions if d.eligible]
+    mean = probs[eligible].mean(axis=0) if eligible else np.full(len(classes), np.nan)
+    probabilities = {c: float(mean[k]) for k, c in enumerate(classes)}
+    if len(eligible) < o.min_eligible:
+        return SeriesDecision(
+            INDETERMINATE,
+            f"only {len(eligible)} eligible slices (need {o.min_eligible})",
+            probabilities,
+            decisions,
+        )
+    # Eligible slices in order along the slice axis, to find adjacent runs.
+    order = np.argsort(np.asarray(ev.position)[eligible])
+    rank = {eligible[j]: r for r, j in enumerate(order)}
+    confident = {
+        c: [rank[i] for i in eligible if probs[i].argmax() == k and probs[i, k] >= o.confident]
+        for k, c in enumerate(classes)
+    }
+    votes = {c: len(v) for c, v in confident.items()}
+    tumour = sorted((c for c in classes if c != NOTUMOR), key=lambda c: -votes[c])
+    best = tumour[0]
+    runner = votes[tumour[1]] if len(tumour) > 1 else 0
+    need = max(o.min_votes, int(np.ceil(o.min_vote_fraction * len(eligible))))
+    if votes[best] >= need and _longest_run(confident[best]) >= o.min_run:
+        if runner * 2 <= votes[best]:
+            return SeriesDecision(
+                best,
+                f"{votes[best]} of {len(eligible)} eligible slices confidently {best}",
+                probabilities,
+                decisions,
+                votes,
+            )
+        return SeriesDecision(
+            INDETERMINATE,
+            f"conflicting tumour evidence: {best} {votes[best]} vs {tumour[1]} {runner} slices",
+            probabilities,
+            decisions,
+            votes,
+        )
+    if votes.get(NOTUMOR, 0) >= o.notumor_fraction * len(eligible) and votes[best] < need:
+        return SeriesDecision(
+            NOTUMOR,
+            f"{votes[NOTUMOR]} of {len(eligible)} eligible slices confidently notumor",
+            probabilities,
+            decisions,
+            votes,
+        )
+    return SeriesDecision(
+        INDETERMINATE,
+        f"no consistent evidence across {len(eligible)} eligible slices (votes {votes})",
+        probabilities,
+        decisions,
+        votes,
+    )
+
+
+def decide_study(series: Sequence[SeriesDecision]) -> tuple[str, str, dict[str, float]]:
+    """Combine series decisions: (label, reason, mean probabilities over decided series)."""
+    decided = [s for s in series if s.label != INDETERMINATE]
+    valid = [s for s in series if not any(np.isnan(v) for v in s.probabilities.values())]
+    probs: dict[str, float] = {}
+    if valid:
+        for c in valid[0].probabilities:
+            probs[c] = float(np.mean([s.probabilities[c] for s in valid]))
+    if not decided:
+        return INDETERMINATE, "no series gave a decision", probs
+    tumours = {s.label for s in decided if s.label != NOTUMOR}
+    if len(tumours) > 1:
+        return INDETERMINATE, f"series disagree: {sorted(tumours)}", probs
+    if tumours:
+        label = tumours.pop()
+        n = sum(1 for s in decided if s.label == label)
+        return label, f"{n} of {len(series)} series called {label}", probs
+    return NOTUMOR, f"all {len(decided)} decided series called notumor", probs

@@ -1,0 +1,162 @@
+"""A model bundle: fp16 weights plus everything inference needs to repeat training.
+
+One file (torch.save of plain tensors and dicts, loaded with weights_only=True) holding the
+weights, class names, preprocessing config, temperature, OOD statistics and a model card
+summary. ``Classifier`` wraps a loaded bundle for batched, calibrated prediction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from inference import CLASSES, MODEL_NAME
+from inference.calibration import softmax
+from inference.errors import ModelError
+from inference.model import build_network, split_forward
+from inference.ood import FeatureDistance
+from inference.preprocessing import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "brainxai-densenet169.pt"
+
+
+@dataclass(frozen=True)
+class BundleMeta:
+    name: str = MODEL_NAME
+    version: str = "0"
+    classes: tuple[str, ...] = CLASSES
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    temperature: float = 1.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    logits: NDArray[np.float32]  # (N, C)
+    probs: NDArray[np.float32]  # (N, C) temperature-scaled
+    features: NDArray[np.float32]  # (N, D) pooled features
+    ood_score: NDArray[np.float32]  # (N,) feature distance; inf-free
+    energy: NDArray[np.float32]  # (N,) -T * logsumexp(logits / T)
+
+
+def save_bundle(
+    path: Path, net: nn.Module, meta: BundleMeta, ood: FeatureDistance | None
+) -> None:
+    state = {k: v.detach().to(torch.float16) for k, v in net.state_dict().items()}
+    payload = {
+        "format": "brainxai-bundle/1",
+        "state_dict": state,
+        "meta": {
+            "name": meta.name,
+            "version": meta.version,
+            "classes": list(meta.classes),
+            "preprocess": meta.preprocess.to_dict(),
+            "temperature": meta.temperature,
+            "metrics": dict(meta.metrics),
+            "extra": dict(meta.extra),
+        },
+        "ood": None if ood is None else {k: _to_tensor(v) for k, v in ood.to_state().items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _to_tensor(v: Any) -> Any:
+    return torch.from_numpy(np.asarray(v, dtype=np.float32)) if isinstance(v, np.ndarray) else v
+
+
+class Classifier:
+    """A loaded model ready for inference on preprocessed (N, S, S) arrays."""
+
+    def __init__(self, net: nn.Module, meta: BundleMeta, ood: FeatureDistance | None) -> None:
+        self.net = net.eval()
+        self.meta = meta
+        self.ood = ood
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def image_size(self) -> int:
+        return self.meta.preprocess.image_size
+
+    @property
+    def version(self) -> str:
+        return self.meta.version
+
+    def predict(self, images: NDArray[np.float32], batch_size: int = 32) -> Prediction:
+        logits, feats = [], []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                x = torch.from_numpy(np.asarray(images[start : start + batch_size]))[:, None]
+                x = x.float().contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    fmap, out = split_forward(self.net, x)
+                pooled = fmap.float().mean(dim=(2, 3))
+                logits.append(out.float().numpy())
+                feats.append(pooled.numpy())
+        z = np.concatenate(logits) if logits else np.zeros((0, len(self.meta.classes)), np.float32)
+        f = np.concatenate(feats) if feats else np.zeros((0, 1), np.float32)
+        t = self.meta.temperature
+        zt = z / t
+        m = zt.max(axis=1, keepdims=True)
+        lse = (m + np.log(np.exp(zt - m).sum(axis=1, keepdims=True)))[:, 0]
+        ood = self.ood.score(f) if self.ood is not None and len(f) else np.zeros(len(z), np.float32)
+        return Prediction(
+            logits=z.astype(np.float32),
+            probs=softmax(z, t),
+            features=f.astype(np.float32),
+            ood_score=ood.astype(np.float32),
+            energy=(-t * lse).astype(np.float32),
+        )
+
+
+def load_bundle(path: Path | str | None = None) -> Classifier:
+    """Load a bundle file; None means the model shipped in the repository."""
+    p = Path(path) if path is not None else BUNDLED_MODEL
+    if not p.is_file():
+        raise ModelError(f"model file not found: {p}")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, ValueError, EOFError) as exc:
+        raise ModelError(f"cannot read model file {p}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != "brainxai-bundle/1":
+        raise ModelError(f"{p} is not a brainxai model bundle")
+    m = payload["meta"]
+    meta = BundleMeta(
+        name=str(m["name"]),
+        version=str(m["version"]),
+        classes=tuple(m["classes"]),
+        preprocess=PreprocessConfig.from_dict(m["preprocess"]),
+        temperature=float(m["temperature"]),
+        metrics=dict(m.get("metrics", {})),
+        extra=dict(m.get("extra", {})),
+    )
+    net = build_network(len(meta.classes))
+    net.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    ood = None
+    if payload.get("ood") is not None:
+        ood = FeatureDistance.from_state({k: _as_np(v) for k, v in payload["ood"].items()})
+    log.info("loaded model %s version %s from %s", meta.name, meta.version, p.name)
+    return Classifier(net, meta, ood)
+
+
+def _as_np(v: Any) -> Any:
+    return v.numpy() if isinstance(v, torch.Tensor) else v
+
+
+def class_names(indices: Sequence[int], classes: Sequence[str] = CLASSES) -> list[str]:
+    return [classes[i] for i in indices]

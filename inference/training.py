@@ -1,0 +1,291 @@
+"""Training loop: duplicate-aware split, bf16 + channels_last on CPU, checkpoint per epoch.
+
+The loop knows nothing about MLflow: it reports to a ``Tracker`` (see registry.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from torch import nn
+from tqdm import tqdm
+
+from inference import CLASSES, MODEL_NAME
+from inference.augment import training_transforms
+from inference.bundle import BundleMeta, Classifier, save_bundle
+from inference.calibration import fit_temperature, softmax
+from inference.dataset import (
+    LabelledImage,
+    duplicate_groups,
+    list_images,
+    load_image,
+    phash,
+    split_by_groups,
+)
+from inference.metrics import classification_metrics
+from inference.model import build_network
+from inference.ood import fit_feature_distance, with_threshold
+from inference.preprocessing import PreprocessConfig, preprocess
+
+log = logging.getLogger(__name__)
+
+
+class Tracker(Protocol):
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data_dir: Path
+    work_dir: Path
+    epochs: int = 14
+    image_size: int = 160
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.02
+    label_smoothing: float = 0.05
+    val_fraction: float = 0.12
+    duplicate_distance: int = 4
+    seed: int = 0
+    resume: bool = False
+    limit_per_class: int = 0  # 0 = all images; >0 for quick runs
+    threads: int = 0  # 0 = torch default
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    bundle_path: Path
+    val_metrics: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    val_labels: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    val_probs: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    split_info: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _limit(items: list[LabelledImage], per_class: int) -> list[LabelledImage]:
+    if per_class <= 0:
+        return items
+    out: list[LabelledImage] = []
+    counts: dict[int, int] = {}
+    for it in items:
+        if counts.get(it.label, 0) < per_class:
+            out.append(it)
+            counts[it.label] = counts.get(it.label, 0) + 1
+    return out
+
+
+def preprocess_images(
+    items: Sequence[LabelledImage], cfg: PreprocessConfig, cache_dir: Path | None
+) -> NDArray[np.float16]:
+    """Preprocess every image once (cached on disk by file list and settings)."""
+    key = hashlib.sha256(
+        (repr(cfg.to_dict()) + "".join(str(i.path) for i in items)).encode()
+    ).hexdigest()[:16]
+    cache = cache_dir / f"images-{key}.npy" if cache_dir else None
+    if cache is not None and cache.is_file():
+        return np.load(cache)  # type: ignore[no-any-return]
+    arr = np.stack([preprocess(load_image(i.path), cfg).image for i in items]).astype(np.float16)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, arr)
+    return arr
+
+
+def _batches(n: int, batch: int, rng: np.random.Generator) -> list[NDArray[np.int64]]:
+    order = rng.permutation(n)
+    return [order[i : i + batch] for i in range(0, n - batch + 1, batch)] or [order]
+
+
+def _logits_and_features(
+    net: nn.Module, images: NDArray[np.float16], batch: int = 64
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    clf = Classifier(net, BundleMeta(), None)
+    pred = clf.predict(images.astype(np.float32), batch_size=batch)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    return pred.logits, pred.features
+
+
+def _checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
+    """Train DenseNet169 from scratch and write a calibrated bundle to work_dir/model.pt."""
+    started = time.time()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    work = Path(opts.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    items = _limit(list_images(opts.data_dir), opts.limit_per_class)
+    hashes = [phash(i.path) for i in items]
+    groups = duplicate_groups(hashes, opts.duplicate_distance)
+    split = split_by_groups(items, groups, opts.val_fraction, opts.seed)
+    split_info = {
+        "n_train": len(split.train),
+        "n_val": len(split.validation),
+        "n_groups": split.n_groups,
+        "n_in_duplicate_groups": split.n_duplicates,
+        "duplicate_distance_bits": opts.duplicate_distance,
+    }
+    log.info("split: %s", split_info)
+    cfg = PreprocessConfig(image_size=opts.image_size)
+    x_train = preprocess_images(split.train, cfg, work / "cache")
+    x_val = preprocess_images(split.validation, cfg, work / "cache")
+    y_train = np.array([i.label for i in split.train], dtype=np.int64)
+    y_val = np.array([i.label for i in split.validation], dtype=np.int64)
+    if tracker is not None:
+        params = {k: str(v) for k, v in asdict(opts).items()}
+        tracker.log_params({**params, **{k: str(v) for k, v in split_info.items()}})
+
+    torch.manual_seed(opts.seed)
+    net = build_network(len(CLASSES)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    steps_per_epoch = max(1, len(x_train) // opts.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        optim, max_lr=opts.lr, total_steps=opts.epochs * steps_per_epoch, pct_start=0.2
+    )
+    ckpt_path = work / "checkpoint.pt"
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if opts.resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        net.load_state_dict(ckpt["model"])
+        optim.load_state_dict(ckpt["optim"])
+        sched.load_state_dict(ckpt["sched"])
+        history = list(ckpt["history"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        log.info("resumed from epoch %d", start_epoch)
+
+    aug = training_transforms(opts.image_size)
+    for epoch in range(start_epoch, opts.epochs):
+        row = _train_epoch(net, optim, sched, aug, x_train, y_train, opts, epoch)
+        val_logits, _ = _logits_and_features(net, x_val)
+        row["val_acc"] = float((val_logits.argmax(1) == y_val).mean()) if len(y_val) else 0.0
+        row["val_loss"] = float(
+            F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(y_val)).item()
+        )
+        history.append(row)
+        log.info("epoch %d: %s", epoch + 1, row)
+        if tracker is not None:
+            tracker.log_metrics(row, step=epoch + 1)
+        _checkpoint(
+            ckpt_path,
+            {
+                "model": net.state_dict(),
+                "optim": optim.state_dict(),
+                "sched": sched.state_dict(),
+                "history": history,
+                "epoch": epoch,
+            },
+        )
+    return _finish(net, opts, cfg, (x_train, y_train, x_val, y_val), history, split_info, started)
+
+
+def _train_epoch(
+    net: nn.Module,
+    optim: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    aug: Any,
+    x: NDArray[np.float16],
+    y: NDArray[np.int64],
+    opts: TrainOptions,
+    epoch: int,
+) -> dict[str, float]:
+    net.train()
+    rng = np.random.default_rng(opts.seed * 1000 + epoch)
+    torch.manual_seed(opts.seed * 1000 + epoch)
+    batches = _batches(len(x), opts.batch_size, rng)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", disable=not opts.progress)
+    loss_sum, correct, seen = 0.0, 0, 0
+    for idx in bar:
+        xb = torch.stack([aug(torch.from_numpy(x[i].astype(np.float32))[None]) for i in idx])
+        xb = xb.as_tensor() if hasattr(xb, "as_tensor") else xb
+        xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = torch.from_numpy(y[idx])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(xb)
+        loss = F.cross_entropy(out.float(), yb, label_smoothing=opts.label_smoothing)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        sched.step()
+        loss_sum += float(loss.item()) * len(idx)
+        correct += int((out.argmax(1) == yb).sum().item())
+        seen += len(idx)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return {"train_loss": loss_sum / max(1, seen), "train_acc": correct / max(1, seen),
+            "lr": float(sched.get_last_lr()[0])}
+
+
+def _finish(
+    net: nn.Module,
+    opts: TrainOptions,
+    cfg: PreprocessConfig,
+    data: tuple[NDArray[np.float16], NDArray[np.int64], NDArray[np.float16], NDArray[np.int64]],
+    history: list[dict[str, float]],
+    split_info: dict[str, Any],
+    started: float,
+) -> TrainResult:
+    x_train, y_train, x_val, y_val = data
+    net.eval()
+    val_logits, val_feats = _logits_and_features(net, x_val)
+    temperature = fit_temperature(val_logits, y_val) if len(y_val) else 1.0
+    probs = softmax(val_logits, temperature)
+    metrics = classification_metrics(y_val, probs, CLASSES)
+    _, train_feats = _logits_and_features(net, x_train)
+    ood = fit_feature_distance(train_feats, y_train)
+    ood = with_threshold(ood, ood.score(val_feats), 99.0)
+    seconds = time.time() - started
+    flat = {
+        "val_accuracy": metrics["accuracy"],
+        "val_macro_f1": metrics["macro_f1"],
+        "val_macro_auc": metrics["macro_auc"],
+        "val_ece": metrics["ece"],
+        "temperature": temperature,
+    }
+    meta = BundleMeta(
+        name=MODEL_NAME,
+        version=time.strftime("%Y%m%d%H%M", time.gmtime()),
+        classes=CLASSES,
+        preprocess=cfg,
+        temperature=temperature,
+        metrics=flat,
+        extra={
+            "split": split_info,
+            "epochs": opts.epochs,
+            "train_seconds": round(seconds),
+            "history": history,
+            "options": {k: str(v) for k, v in asdict(opts).items()},
+        },
+    )
+    path = Path(opts.work_dir) / "model.pt"
+    save_bundle(path, net, meta, ood)
+    return TrainResult(
+        bundle_path=path,
+        val_metrics=metrics,
+        history=history,
+        val_labels=y_val,
+        val_probs=probs,
+        split_info=split_info,
+        seconds=seconds,
+    )
+
+
+def with_epochs(opts: TrainOptions, epochs: int) -> TrainOptions:
+    return replace(opts, epochs=epochs)

@@ -1,0 +1,1 @@
+"""The brainxai service: DICOM receiver, job store, pipeline, HTTP API and CLI."""

@@ -1,0 +1,73 @@
+"""The one settings object (environment prefix BRAINXAI_, optional YAML/JSON file).
+
+Create it where needed with ``load_settings()``; never at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BRAINXAI_", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Job store, received files, MLflow store")
+    model: str | None = Field(None, description="Weights file or models:/ URI; None = bundled")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="Default: sqlite:///<data_dir>/mlflow.db (MLFLOW_TRACKING_URI wins)"
+    )
+
+    # DICOM node
+    ae_title: str = "BRAINXAI"
+    dicom_host: str = "0.0.0.0"
+    dicom_port: int = 11112
+    allowed_calling_aets: list[str] = Field(default_factory=lambda: ["ORTHANC"])
+    quiet_seconds: float = 2.0
+
+    # Orthanc (delivery target)
+    orthanc_url: str = "http://127.0.0.1:8042"
+    orthanc_username: str | None = None
+    orthanc_password: str | None = None
+    orthanc_aet: str = "ORTHANC"
+    orthanc_dicom_host: str = "127.0.0.1"
+    orthanc_dicom_port: int = 4242
+    delivery: str = Field("cstore", pattern="^(cstore|stowrs|rest)$")
+    retention_hours: float = 0.0
+
+    # Pipeline
+    methods: list[str] = Field(default_factory=lambda: ["gradcam", "saliency"])
+    selection_rules: Path | None = None
+
+    # HTTP API
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    api_token: str | None = None
+    allow_no_auth: bool = Field(False, description="Local development only: no bearer token")
+    max_upload_bytes: int = 64 * 1024 * 1024
+
+    def tracking_uri(self) -> str:
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:
+            return env
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, overlaid by an optional YAML/JSON file and overrides."""
+    values: dict[str, Any] = {}
+    file = path or os.environ.get("BRAINXAI_CONFIG")
+    if file:
+        text = Path(file).read_text()
+        loaded = json.loads(text) if str(file).endswith(".json") else yaml.safe_load(text)
+        values.update(loaded or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)
