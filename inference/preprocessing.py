@@ -31,7 +31,7 @@ class PreprocessConfig:
     lower_percentile: float = 0.5
     upper_percentile: float = 99.5
     mask_threshold: float = 0.1
-    margin_fraction: float = 0.03
+    margin_fraction: float = 0.04
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,11 +89,13 @@ def to_grey(image: NDArray[Any]) -> FloatArray:
 def head_mask(grey: FloatArray, threshold: float) -> NDArray[np.bool_]:
     """Largest connected bright region after smoothing, holes filled: the head."""
     lo = float(grey.min())
-    hi = float(np.percentile(grey, 99.5))
+    above = grey[grey > lo]
+    if above.size < 16:
+        return np.zeros(grey.shape, dtype=bool)
+    hi = float(np.percentile(above, 99.5))
     if hi - lo <= 1e-6:
         return np.zeros(grey.shape, dtype=bool)
-    sigma = max(1.0, min(grey.shape) / 128.0)
-    smooth = ndimage.gaussian_filter((grey - lo) / (hi - lo), sigma=sigma)
+    smooth = ndimage.gaussian_filter((grey - lo) / (hi - lo), sigma=2.0)
     mask = smooth > threshold
     labels, n = ndimage.label(mask)
     if n == 0:
@@ -104,12 +106,15 @@ def head_mask(grey: FloatArray, threshold: float) -> NDArray[np.bool_]:
     return np.asarray(ndimage.binary_fill_holes(largest), dtype=bool)
 
 
-def _bounding_box(mask: NDArray[np.bool_], margin: int) -> tuple[int, int, int, int]:
+def _bounding_box(mask: NDArray[np.bool_], margin_fraction: float) -> tuple[int, int, int, int]:
+    """Head bounding box grown by a margin proportional to the head's size."""
     h, w = mask.shape
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return 0, h, 0, w
+    extent = max(int(rows[-1] - rows[0]), int(cols[-1] - cols[0])) + 1
+    margin = int(round(margin_fraction * extent))
     y0 = max(0, int(rows[0]) - margin)
     y1 = min(h, int(rows[-1]) + 1 + margin)
     x0 = max(0, int(cols[0]) - margin)
@@ -122,8 +127,7 @@ def preprocess(image: NDArray[Any], config: PreprocessConfig | None = None) -> P
     cfg = config or PreprocessConfig()
     grey = to_grey(image)
     mask = head_mask(grey, cfg.mask_threshold)
-    margin = int(round(cfg.margin_fraction * max(grey.shape)))
-    y0, y1, x0, x1 = _bounding_box(mask, margin)
+    y0, y1, x0, x1 = _bounding_box(mask, cfg.margin_fraction)
     crop = grey[y0:y1, x0:x1]
     crop_mask = mask[y0:y1, x0:x1]
     values = crop[crop_mask] if crop_mask.sum() >= 64 else crop.ravel()

@@ -1,0 +1,269 @@
+"""MLflow tracking and model registry for brainxai bundles.
+
+Embedded default: a local SQLite store (``sqlite:///<data_dir>/mlflow.db``);
+``MLFLOW_TRACKING_URI`` points it at a server instead. Models are logged as pyfunc with the
+bundle file as an artifact and registered as ``brainxai-densenet169``; the ``champion``
+alias moves only when a new version beats the current champion's validation accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from inference import MODEL_NAME
+from inference.bundle import BUNDLED_MODEL, load_bundle
+from inference.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+EXPERIMENT = "brainxai"
+
+
+def _mlflow() -> Any:
+    import mlflow
+
+    return mlflow
+
+
+class MlflowTracker:
+    """The training loop's Tracker, writing to the active MLflow run."""
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        _mlflow().log_params({k: str(v)[:500] for k, v in params.items()})
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        _mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+@contextmanager
+def tracking_run(tracking_uri: str, run_name: str) -> Iterator[Any]:
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name=run_name) as run:
+        yield run
+
+
+class BundlePyfunc:
+    """pyfunc wrapper: preprocessed images (N, S, S) float32 -> probabilities (N, 4)."""
+
+    def load_context(self, context: Any) -> None:
+        self._clf = load_bundle(Path(context.artifacts["bundle"]))
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> NDArray[np.float32]:
+        arr = np.asarray(model_input, dtype=np.float32)
+        return self._clf.predict(arr).probs
+
+
+def _pyfunc_model() -> Any:
+    from mlflow.pyfunc import PythonModel
+
+    cls = type("BrainxaiBundleModel", (BundlePyfunc, PythonModel), {})
+    cls.__module__ = __name__
+    return cls()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    version: str
+    val_accuracy: float
+    is_champion: bool
+
+
+def log_bundle(bundle_path: Path, val_accuracy: float) -> RegisteredVersion:
+    """Log the bundle as a pyfunc model in the active run, register it, maybe promote it."""
+    mlflow = _mlflow()
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    clf = load_bundle(bundle_path)
+    size = clf.image_size
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, size, size), "image")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(clf.meta.classes)), "probs")]),
+    )
+    sha = file_sha256(bundle_path)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=_pyfunc_model(),
+        artifacts={"bundle": str(bundle_path)},
+        signature=signature,
+        pip_requirements=["torch==2.13.0", "monai", "numpy", "scipy", "pillow"],
+        metadata={
+            "classes": list(clf.meta.classes),
+            "preprocess": clf.meta.preprocess.to_dict(),
+            "temperature": clf.meta.temperature,
+            "bundle_version": clf.version,
+        },
+        registered_model_name=MODEL_NAME,
+    )
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(MODEL_NAME, version, "val_accuracy", f"{val_accuracy:.6f}")
+    client.set_model_version_tag(MODEL_NAME, version, "bundle_sha256", sha)
+    client.set_model_version_tag(MODEL_NAME, version, "bundle_version", clf.version)
+    promoted = _maybe_promote(client, version, val_accuracy)
+    return RegisteredVersion(version, val_accuracy, promoted)
+
+
+def _maybe_promote(client: Any, version: str, val_accuracy: float) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        current = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+        best = float(current.tags.get("val_accuracy", "-1"))
+    except MlflowException:
+        best = -1.0
+    if val_accuracy > best:
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+        log.info("alias %s -> version %s (val acc %.4f > %.4f)", CHAMPION, version, val_accuracy, best)
+        return True
+    log.info("version %s not promoted (val acc %.4f <= champion %.4f)", version, val_accuracy, best)
+    return False
+
+
+def log_plots(labels: NDArray[np.int64], probs: NDArray[np.float32], classes: list[str]) -> None:
+    """Confusion-matrix and one-vs-rest ROC plots as run artifacts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from inference.metrics import confusion_matrix
+
+    mlflow = _mlflow()
+    cm = confusion_matrix(labels, probs.argmax(1), len(classes))
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center")
+    ax.set_xticks(range(len(classes)), classes, rotation=30)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    mlflow.log_figure(fig, "confusion_matrix.png")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for k, name in enumerate(classes):
+        fpr, tpr = _roc(probs[:, k], labels == k)
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.5)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend()
+    mlflow.log_figure(fig, "roc.png")
+    plt.close(fig)
+
+
+def _roc(scores: NDArray[np.float32], pos: NDArray[np.bool_]) -> tuple[NDArray[Any], NDArray[Any]]:
+    order = np.argsort(-scores)
+    tp = np.cumsum(pos[order])
+    fp = np.cumsum(~pos[order])
+    tpr = np.concatenate([[0.0], tp / max(1, pos.sum())])
+    fpr = np.concatenate([[0.0], fp / max(1, (~pos).sum())])
+    return fpr, tpr
+
+
+def ensure_bundled_registered(tracking_uri: str, bundle_path: Path = BUNDLED_MODEL) -> str:
+    """Register the repository's bundled model once (matched by file hash); its version."""
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    sha = file_sha256(bundle_path)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+    except MlflowException:
+        versions = []
+    for v in versions:
+        if v.tags.get("bundle_sha256") == sha:
+            return str(v.version)
+    clf = load_bundle(bundle_path)
+    acc = float(clf.meta.metrics.get("val_accuracy", 0.0))
+    with tracking_run(tracking_uri, "bundled-model"):
+        mlflow.log_params({"source": "bundled", "bundle_version": clf.version})
+        mlflow.log_metrics({k: float(v) for k, v in clf.meta.metrics.items()})
+        for step, row in enumerate(clf.meta.extra.get("history", []), start=1):
+            mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=step)
+        reg = log_bundle(bundle_path, acc)
+    return reg.version
+
+
+def resolve_model(ref: str | None, tracking_uri: str | None = None) -> Path:
+    """A bundle file for REF: a file path, a ``models:/`` URI, or None for the bundled model."""
+    if ref is None or ref in ("", "bundled"):
+        return BUNDLED_MODEL
+    if not ref.startswith("models:/"):
+        p = Path(ref)
+        if not p.is_file():
+            raise ModelError(f"model file not found: {ref}")
+        return p
+    mlflow = _mlflow()
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    dest = Path(tempfile.mkdtemp(prefix="brainxai-model-"))
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(dest))
+    except MlflowException as exc:
+        raise ModelError(f"cannot resolve {ref}: {exc}") from exc
+    found = sorted(Path(local).rglob("*.pt"))
+    if not found:
+        raise ModelError(f"{ref} holds no brainxai bundle")
+    return found[0]
+
+
+def list_versions(tracking_uri: str) -> list[dict[str, Any]]:
+    """Registered versions with their tags and aliases (newest first)."""
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = mlflow.MlflowClient().search_model_versions(f"name='{MODEL_NAME}'")
+    except MlflowException:
+        return []
+    rows = [
+        {
+            "version": str(v.version),
+            "aliases": list(getattr(v, "aliases", []) or []),
+            "tags": dict(v.tags),
+            "source": v.source,
+        }
+        for v in versions
+    ]
+    return sorted(rows, key=lambda r: -int(r["version"]))
+
+
+def load_model(ref: str | None, tracking_uri: str | None = None, register: bool = True) -> Any:
+    """Load a Classifier for REF; the bundled model is registered in MLflow on first use."""
+    path = resolve_model(ref, tracking_uri)
+    if ref in (None, "", "bundled") and register and tracking_uri:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            ensure_bundled_registered(tracking_uri, path)
+        except (MlflowException, OSError) as exc:
+            log.warning("bundled model not registered in MLflow: %s", exc)
+    return load_bundle(path)

@@ -1,0 +1,1 @@
+"""CLI subcommands: each module has NAME, HELP, add_arguments(parser) and run(args)."""

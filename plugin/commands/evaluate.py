@@ -1,0 +1,59 @@
+"""brainxai evaluate: metrics of a model on a labelled folder, as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from inference.dataset import list_images, load_image
+from inference.metrics import classification_metrics
+from inference.preprocessing import preprocess
+from inference.registry import load_model
+from plugin.settings import load_settings
+
+NAME = "evaluate"
+HELP = "evaluate a model on DIR/<class>/*.jpg and write metrics JSON"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="metrics JSON file")
+    p.add_argument("--model", help="weights file or models:/ URI (default: bundled model)")
+    p.add_argument("--batch-size", type=int, default=32)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    clf = load_model(args.model, settings.tracking_uri())
+    items = list_images(args.data, clf.meta.classes)
+    cfg = clf.meta.preprocess
+    probs = []
+    for start in tqdm(range(0, len(items), args.batch_size), desc="evaluate", unit="batch"):
+        chunk = items[start : start + args.batch_size]
+        batch = np.stack([preprocess(load_image(i.path), cfg).image for i in chunk])
+        probs.append(clf.predict(batch).probs)
+    p = np.concatenate(probs)
+    labels = np.array([i.label for i in items])
+    metrics = classification_metrics(labels, p, clf.meta.classes)
+    classes = list(clf.meta.classes)
+    metrics["model"] = {"name": clf.meta.name, "version": clf.version}
+    metrics["predictions"] = [
+        {
+            "path": str(i.path.relative_to(args.data)),
+            "label": classes[i.label],
+            "pred": classes[int(row.argmax())],
+            "probs": {c: round(float(v), 6) for c, v in zip(classes, row, strict=True)},
+        }
+        for i, row in zip(items, p, strict=True)
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(metrics, indent=1))
+    print(
+        f"n={metrics['n']} accuracy={metrics['accuracy']:.4f} macro_f1={metrics['macro_f1']:.4f} "
+        f"macro_auc={metrics['macro_auc']:.4f} ece={metrics['ece']:.4f} -> {args.out}"
+    )
+    return 0

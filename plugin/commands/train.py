@@ -1,0 +1,76 @@
+"""brainxai train: train DenseNet169 from scratch, track in MLflow, register the model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from inference import CLASSES
+from inference.registry import MlflowTracker, log_bundle, log_plots, tracking_run
+from inference.training import TrainOptions, train
+from plugin.settings import load_settings
+
+NAME = "train"
+HELP = "train the classifier on DIR/<class>/*.jpg; logs to MLflow and registers the model"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path, help="folder with one subfolder per class")
+    p.add_argument("--epochs", type=int, default=14)
+    p.add_argument("--image-size", type=int, default=160)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--val-fraction", type=float, default=0.12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--work-dir", type=Path, help="checkpoints and cache (default DATA_DIR/training)")
+    p.add_argument("--limit-per-class", type=int, default=0, help="use at most N images per class")
+    p.add_argument("--export", type=Path, help="also copy the trained bundle to this path")
+    p.add_argument("--run-name", default="train")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    work = args.work_dir or settings.data_dir / "training"
+    opts = TrainOptions(
+        data_dir=args.data,
+        work_dir=work,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        resume=args.resume,
+        limit_per_class=args.limit_per_class,
+    )
+    with tracking_run(settings.tracking_uri(), args.run_name) as run_info:
+        result = train(opts, MlflowTracker())
+        final = {f"val_{k}": float(result.val_metrics[k]) for k in ("accuracy", "macro_f1", "ece")}
+        MlflowTracker().log_metrics({**final, "train_seconds": result.seconds}, step=opts.epochs)
+        log_plots(result.val_labels, result.val_probs, list(CLASSES))
+        import mlflow
+
+        mlflow.log_dict(result.val_metrics, "val_metrics.json")
+        reg = log_bundle(result.bundle_path, float(result.val_metrics["accuracy"]))
+    if args.export:
+        args.export.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.bundle_path, args.export)
+    print(
+        json.dumps(
+            {
+                "run_id": run_info.info.run_id,
+                "bundle": str(result.bundle_path),
+                "registered_version": reg.version,
+                "champion": reg.is_champion,
+                "val_accuracy": result.val_metrics["accuracy"],
+                "val_macro_f1": result.val_metrics["macro_f1"],
+                "train_seconds": round(result.seconds, 1),
+                "split": result.split_info,
+            },
+            indent=2,
+        )
+    )
+    return 0

@@ -1,0 +1,61 @@
+"""Content sniffing: decide what an uploaded or given file is from its bytes, not its name."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, UnidentifiedImageError
+
+from inference.errors import InputError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def kind_of(data: bytes) -> str:
+    """'png', 'jpeg', 'dicom' or 'unknown' from magic bytes (DICOM: 'DICM' at 128, PS3.10)."""
+    if data.startswith(PNG_MAGIC):
+        return "png"
+    if data.startswith(JPEG_MAGIC):
+        return "jpeg"
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return "dicom"
+    return "unknown"
+
+
+def decode_raster(data: bytes) -> NDArray[Any]:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode not in ("L", "RGB", "I;16", "I"):
+                im = im.convert("RGB")
+            return np.asarray(im)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"cannot decode image: {exc}") from exc
+
+
+def load_any_bytes(data: bytes, name: str = "upload") -> list[NDArray[Any]]:
+    """Decode PNG/JPEG (one image) or DICOM (one image per slice/frame)."""
+    kind = kind_of(data)
+    if kind in ("png", "jpeg"):
+        return [decode_raster(data)]
+    if kind == "dicom":
+        from dicom_io.reader import read_bytes
+
+        result = read_bytes(data, name)
+        images = [s.pixels for series in result.series for s in series.slices]
+        if not images:
+            why = "; ".join(r.reason for r in result.rejected) or "no image data"
+            raise InputError(f"DICOM file not usable: {why}")
+        return images
+    raise InputError("unsupported file type: expected PNG, JPEG or DICOM (PS3.10 file)")
+
+
+def load_any_image(path: Path) -> list[NDArray[Any]]:
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    return load_any_bytes(path.read_bytes(), path.name)

@@ -1,0 +1,73 @@
+"""A tiny real training run on generated images: MLflow run, registered version, alias."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference import CLASSES, MODEL_NAME
+from inference.bundle import load_bundle
+from plugin.cli import main
+
+
+def _make_dataset(root: Path, per_class: int = 8) -> None:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    head = ((yy - 24) ** 2 + (xx - 24) ** 2) < 20**2
+    for k, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            img = head * (80 + 10 * rng.standard_normal((48, 48)))
+            cy, cx = 14 + 6 * (k // 2), 14 + 6 * (k % 2) + 2 * rng.standard_normal()
+            blob = ((yy - cy) ** 2 + (xx - cx) ** 2) < 16
+            img = np.where(blob & head, 230, img) if name != "notumor" else img
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{i}.jpg")
+
+
+@pytest.mark.integration
+def test_tiny_training_run_is_tracked_and_registered(tmp_path: Path, monkeypatch, capsys) -> None:
+    data = tmp_path / "data"
+    _make_dataset(data)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("BRAINXAI_DATA_DIR", str(tmp_path / "var"))
+    args = ["train", "--data", str(data), "--epochs", "1", "--image-size", "32"]
+    args += ["--batch-size", "8", "--val-fraction", "0.25", "--export", str(tmp_path / "m.pt")]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(out["run_id"])
+    assert run.data.params["epochs"] == "1"
+    assert "val_accuracy" in run.data.metrics
+    history = client.get_metric_history(out["run_id"], "train_loss")
+    assert len(history) == 1
+    artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
+    assert {"confusion_matrix.png", "roc.png", "val_metrics.json"} <= artifacts
+
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert str(champion.version) == out["registered_version"]
+    assert champion.tags["bundle_sha256"]
+    clf = load_bundle(tmp_path / "m.pt")
+    assert clf.meta.preprocess.image_size == 32
+    assert clf.meta.classes == CLASSES
+
+    # A second, worse model (forced by an impossible accuracy) must not move the alias.
+    from inference.registry import log_bundle, tracking_run
+
+    with tracking_run(uri, "worse"):
+        reg = log_bundle(tmp_path / "m.pt", val_accuracy=-0.5)
+    assert not reg.is_champion
+    again = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert again.version == champion.version
+
+    # The registered model loads back through a models:/ URI.
+    from inference.registry import resolve_model
+
+    path = resolve_model(f"models:/{MODEL_NAME}@champion", uri)
+    assert load_bundle(path).meta.preprocess.image_size == 32
