@@ -1,0 +1,54 @@
+"""Write result objects as DICOM Part 10 files with predictable names.
+
+A file is ``<out_dir>/<kind>/<SOPInstanceUID>.dcm`` with kind ``sc``, ``pm``, ``sr`` (or the
+SOP class UID for anything else). UIDs are deterministic (dicom_io/uids.py), so writing the
+results of a re-run replaces the earlier files instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from inference.errors import DicomError
+
+log = logging.getLogger(__name__)
+
+KIND_BY_SOP_CLASS = {
+    "1.2.840.10008.5.1.4.1.1.7": "sc",  # Secondary Capture Image Storage
+    "1.2.840.10008.5.1.4.1.1.30": "pm",  # Parametric Map Storage
+    "1.2.840.10008.5.1.4.1.1.88.33": "sr",  # Comprehensive SR Storage
+    "1.2.840.10008.5.1.4.1.1.88.34": "sr",  # Comprehensive 3D SR Storage
+    "1.2.840.10008.5.1.4.1.1.88.22": "sr",  # Enhanced SR Storage
+}
+
+
+def object_kind(ds: Dataset) -> str:
+    sop_class = str(ds.SOPClassUID)
+    return KIND_BY_SOP_CLASS.get(sop_class, sop_class)
+
+
+def object_path(ds: Dataset, out_dir: Path) -> Path:
+    return Path(out_dir) / object_kind(ds) / f"{ds.SOPInstanceUID}.dcm"
+
+
+def write_dataset(ds: Dataset, out_dir: Path) -> Path:
+    """Write one object atomically (temporary file, then rename); returns its path."""
+    path = object_path(ds, out_dir)
+    tmp = path.with_suffix(".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(tmp, enforce_file_format=True)
+        tmp.replace(path)
+    except (OSError, ValueError, AttributeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise DicomError(f"cannot write {object_kind(ds)} object to {path}: {exc}") from exc
+    log.debug("wrote %s", path)
+    return path
+
+
+def write_datasets(datasets: Iterable[Dataset], out_dir: Path) -> list[Path]:
+    return [write_dataset(ds, out_dir) for ds in datasets]

@@ -1,0 +1,82 @@
+"""The series/study decision rule on hand-made slice evidence."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inference.aggregation import (
+    INDETERMINATE,
+    AggregationOptions,
+    SeriesDecision,
+    SliceEvidence,
+    decide_series,
+    decide_study,
+)
+
+G, M, N, P = (np.eye(4, dtype=np.float32)[k] * 0.9 + 0.025 for k in range(4))
+
+
+def _evidence(probs: list[np.ndarray], ood: float = 1.0) -> SliceEvidence:
+    n = len(probs)
+    area = np.ones(n, np.float32)
+    return SliceEvidence(
+        probs=np.stack(probs),
+        head_area=area,
+        position=np.arange(n, dtype=np.float32),
+        ood_score=np.full(n, ood, np.float32),
+        ood_threshold=10.0,
+    )
+
+
+def test_consistent_tumour_slices_give_the_class() -> None:
+    # 20 slices: bottom 5 and top 3 excluded; middle has a run of glioma slices.
+    probs = [P] * 5 + [N] * 3 + [G] * 5 + [N] * 4 + [P] * 3
+    d = decide_series(_evidence(probs))
+    assert d.label == "glioma", d.reason
+    assert d.slices[0].reason.startswith("skull base")
+    assert d.slices[-1].reason.startswith("vertex")
+
+
+def test_single_confident_outlier_does_not_decide() -> None:
+    probs = [N] * 8 + [M] + [N] * 11
+    d = decide_series(_evidence(probs))
+    assert d.label == "notumor", d.reason
+
+
+def test_scattered_votes_without_a_run_are_not_enough() -> None:
+    probs = [N] * 6 + [G, N, G, N, G, N] + [N] * 8
+    opts = AggregationOptions(notumor_fraction=0.9)
+    d = decide_series(_evidence(probs), opts)
+    assert d.label == INDETERMINATE
+
+
+def test_conflicting_tumour_classes_abstain() -> None:
+    probs = [N] * 5 + [G] * 4 + [P] * 4 + [N] * 7
+    d = decide_series(_evidence(probs))
+    assert d.label == INDETERMINATE and "conflicting" in d.reason
+
+
+def test_out_of_distribution_slices_are_not_assessed() -> None:
+    d = decide_series(_evidence([G] * 20, ood=50.0))
+    assert d.label == INDETERMINATE
+    assert not any(s.eligible for s in d.slices)
+    assert all("out of distribution" in s.reason for s in d.slices[6:15])
+
+
+def test_too_little_head_is_excluded() -> None:
+    ev = _evidence([G] * 20)
+    area = np.ones(20, np.float32)
+    area[8:12] = 0.1
+    ev = SliceEvidence(ev.probs, area, ev.position, ev.ood_score, ev.ood_threshold)
+    d = decide_series(ev)
+    assert [s.reason for s in d.slices[8:12]] == ["too little head in slice"] * 4
+
+
+def test_study_rule() -> None:
+    def s(label: str) -> SeriesDecision:
+        return SeriesDecision(label, "", {"glioma": 0.5, "notumor": 0.5})
+
+    assert decide_study([s("glioma"), s("notumor")])[0] == "glioma"
+    assert decide_study([s("glioma"), s("pituitary")])[0] == INDETERMINATE
+    assert decide_study([s(INDETERMINATE)])[0] == INDETERMINATE
+    assert decide_study([s("notumor"), s(INDETERMINATE)])[0] == "notumor"
