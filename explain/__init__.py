@@ -1,0 +1,10 @@
+"""Explanations of the classifier's decisions (pure: arrays or tensors in, arrays out).
+
+- ``explain.attribution.explain(net, images, methods, targets=None, options=None)``:
+  Grad-CAM, Grad-CAM++, saliency, SmoothGrad and occlusion maps (``Attribution``).
+- ``explain.activations.top_activations``: the strongest feature maps of a layer.
+- ``explain.quality``: brain mass, deletion/insertion AUCs (with a random-map reference),
+  model-randomisation rank correlation; ``quality_metrics`` for a batch.
+- ``explain.rendering``: colour-mapped overlays, 16-bit raw PNGs, burned-in text.
+- ``explain.summary``: aggregation of the metrics over a labelled set.
+"""

@@ -240,14 +240,16 @@ def list_versions(tracking_uri: str) -> list[dict[str, Any]]:
     mlflow.set_tracking_uri(tracking_uri)
     from mlflow.exceptions import MlflowException
 
+    client = mlflow.MlflowClient()
     try:
-        versions = mlflow.MlflowClient().search_model_versions(f"name='{MODEL_NAME}'")
+        versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+        aliases = dict(client.get_registered_model(MODEL_NAME).aliases or {})
     except MlflowException:
         return []
     rows = [
         {
             "version": str(v.version),
-            "aliases": list(getattr(v, "aliases", []) or []),
+            "aliases": sorted(a for a, ver in aliases.items() if str(ver) == str(v.version)),
             "tags": dict(v.tags),
             "source": v.source,
         }

@@ -18,11 +18,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dicom_io.context import ResultContext
+from dicom_io.files import write_datasets
 from dicom_io.parametric_map import MapOptions, build_parametric_map
 from dicom_io.reader import ReadResult, read_paths
 from dicom_io.secondary_capture import build_overlays
 from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
+from dicom_io.structured_report import SkippedSeries, build_report
 from explain.attribution import Attribution, explain, parse_methods
 from explain.quality import QualityMetrics, QualityOptions, quality_metrics
 from explain.rendering import overlay
@@ -200,7 +202,7 @@ def write_series(
     rgbs = [overlay(_display(series.slices[i].pixels), heat_src[i]) for i in eligible]  # type: ignore[arg-type]
     captions = [_caption(clf, result, i) for i in eligible]
     datasets = build_overlays(series, eligible, rgbs, ctx, captions) if eligible else []
-    paths = _save(datasets, folder / "sc")
+    paths = write_datasets(datasets, folder)
     for method in opts.methods:
         maps = np.zeros(
             (len(series.slices), series.slices[0].rows, series.slices[0].columns), np.float32
@@ -213,14 +215,8 @@ def write_series(
             float_pixels=opts.float_maps,
         )
         pm = build_parametric_map(series, maps, ctx, mopts)
-        paths += _save([pm], folder / f"pm-{method}")
+        paths += write_datasets([pm], folder)
     return paths
-
-
-def _save(datasets: Sequence[Any], folder: Path) -> list[Path]:
-    from dicom_io.files import write_datasets
-
-    return write_datasets(datasets, folder)
 
 
 def _probs_dict(clf: Classifier, row: NDArray[np.float32]) -> dict[str, float]:
@@ -272,8 +268,6 @@ def analyze_study(
     progress: Progress | None = None,
 ) -> StudyAnalysis:
     """Analyse every series of one study and write its result objects under out_dir."""
-    from dicom_io.files import write_datasets
-    from dicom_io.structured_report import SkippedSeries, build_report
 
     study_uid = series_list[0].study_instance_uid
     rules = load_rules(opts.rules_path)
@@ -308,7 +302,7 @@ def analyze_study(
             ctx,
             skipped,
         )
-        study.outputs += write_datasets([sr], out_dir / study_uid / "sr")
+        study.outputs += write_datasets([sr], out_dir / study_uid)
     study.timings = {"analyze_s": round(t1 - t0, 3), "write_s": round(time.perf_counter() - t1, 3)}
     log.info("study %s: %s (%s)", study_uid, study.label, study.reason)
     return study

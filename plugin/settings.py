@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     dicom_port: int = 11112
     allowed_calling_aets: list[str] = Field(default_factory=lambda: ["ORTHANC"])
     quiet_seconds: float = 2.0
+    store_fsync: bool = Field(True, description="fsync each received instance before success")
 
     # Orthanc (delivery target)
     orthanc_url: str = "http://127.0.0.1:8042"
@@ -40,6 +41,14 @@ class Settings(BaseSettings):
     orthanc_dicom_port: int = 4242
     delivery: str = Field("cstore", pattern="^(cstore|stowrs|rest)$")
     retention_hours: float = 0.0
+    delivery_confirm: str = Field("rest", pattern="^(rest|cfind)$")
+    delivery_backoff_seconds: float = 1.0
+    delivery_backoff_max_seconds: float = 300.0
+    delivery_max_attempts: int = 30
+    max_processing_attempts: int = 3
+    processor: str | None = Field(
+        None, description="'module:factory' returning a custom processor; None = the pipeline"
+    )
 
     # Pipeline
     methods: list[str] = Field(default_factory=lambda: ["gradcam", "saliency"])

@@ -1,0 +1,150 @@
+"""Parametric Map of a heatmap on the exact source geometry, one frame per source slice.
+
+Parametric Map IOD (PS3.3 A.75) built with highdicom. Pixel Measures, Plane Orientation and
+Plane Position functional groups (PS3.3 C.7.6.16.2.1-2.3) repeat the source slices' geometry.
+By default the map is stored as unsigned 16-bit integers with a Real World Value Mapping
+(PS3.3 C.7.6.16.2.11) of slope 1/65535, so stored 0..65535 means 0..1: Orthanc's web viewer
+cannot display float-pixel maps. ``float_pixels=True`` writes 32-bit float pixels instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import highdicom as hd
+import numpy as np
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
+
+from dicom_io.context import (
+    DISCLAIMER,
+    ResultContext,
+    finish_object,
+    mark_research,
+    quiet_person_names,
+    source_series_number,
+)
+from dicom_io.series import Series
+from dicom_io.uids import instance_uid, series_uid
+from inference.errors import InputError
+
+log = logging.getLogger(__name__)
+
+UINT16_MAX = 65535
+NO_UNITS = Code("1", "UCUM", "no units")
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    method: str = "gradcam"  # explanation method; part of the UIDs so methods never collide
+    method_label: str = "Grad-CAM"
+    float_pixels: bool = False
+    series_number: int | None = None  # default: from ResultContext and the source series
+
+
+def build_parametric_map(
+    series: Series,
+    heatmaps: NDArray[np.float32],
+    ctx: ResultContext,
+    options: MapOptions | None = None,
+) -> Dataset:
+    """A Parametric Map with heatmaps[i] (values in [0, 1]) on the grid of series.slices[i]."""
+    o = options or MapOptions()
+    maps = _check_maps(series, heatmaps)
+    kind = f"pm-{o.method}" + ("-float" if o.float_pixels else "")
+    if o.float_pixels:
+        pixels: NDArray[np.generic] = maps.astype(np.float32)
+        rwvm = hd.pm.RealWorldValueMapping(
+            lut_label=o.method[:16],
+            lut_explanation=f"{o.method_label} relevance 0-1"[:64],
+            unit=NO_UNITS,
+            value_range=(0.0, 1.0),
+            slope=1.0,
+            intercept=0.0,
+        )
+        window = (0.5, 1.0)
+    else:
+        pixels = np.round(maps * UINT16_MAX).astype(np.uint16)
+        rwvm = hd.pm.RealWorldValueMapping(
+            lut_label=o.method[:16],
+            lut_explanation=f"{o.method_label} relevance 0-1 (stored x 65535)"[:64],
+            unit=NO_UNITS,
+            value_range=(0, UINT16_MAX),
+            slope=1.0 / UINT16_MAX,
+            intercept=0.0,
+        )
+        window = (UINT16_MAX / 2.0, float(UINT16_MAX))
+    first = series.slices[0]
+    measures = hd.PixelMeasuresSequence(
+        pixel_spacing=list(first.pixel_spacing),  # type: ignore[arg-type]
+        slice_thickness=first.slice_thickness or series.spacing_between_slices,
+        spacing_between_slices=series.spacing_between_slices,
+    )
+    orientation = hd.PlaneOrientationSequence("PATIENT", list(first.image_orientation))  # type: ignore[arg-type]
+    positions = [hd.PlanePositionSequence("PATIENT", list(s.image_position)) for s in series.slices]  # type: ignore[arg-type]
+    number = o.series_number or ctx.series_number("pm", source_series_number(series.header))
+    with quiet_person_names():
+        pm = hd.pm.ParametricMap(
+            source_images=_source_datasets(series),
+            pixel_array=pixels,
+            series_instance_uid=series_uid(series.series_instance_uid, ctx.model_version, kind),
+            series_number=number,
+            sop_instance_uid=instance_uid(series.series_instance_uid, ctx.model_version, kind),
+            instance_number=1,
+            manufacturer=ctx.manufacturer,
+            manufacturer_model_name=ctx.manufacturer_model_name,
+            software_versions=ctx.software_versions[0],
+            device_serial_number=ctx.device_serial_number,
+            contains_recognizable_visual_features=False,
+            real_world_value_mappings=[rwvm],
+            voi_lut_transformations=[
+                hd.VOILUTTransformation(window_center=window[0], window_width=window[1])
+            ],
+            content_label="HEATMAP",
+            content_description=f"{o.method_label} {ctx.model_version} {DISCLAIMER}"[:64],
+            content_creator_name="brainxai^",
+            pixel_measures=measures,
+            plane_orientation=orientation,
+            plane_positions=positions,
+            content_qualification="RESEARCH",
+            image_flavor="VOLUME",
+            derived_pixel_contrast="QUANTITY",
+        )
+    pm.SeriesDescription = ctx.series_description(
+        f"{o.method_label} map", series.series_description
+    )
+    mark_research(
+        pm,
+        ctx,
+        f"{o.method_label} relevance of {ctx.model_name} {ctx.model_version} on the source "
+        "slices, 0 (none) to 1 (highest). Research use only, not for diagnosis.",
+    )
+    finish_object(pm, series.header)
+    log.info("built parametric map (%s) for series %s", kind, series.series_instance_uid)
+    return pm
+
+
+def _check_maps(series: Series, heatmaps: NDArray[np.float32]) -> NDArray[np.float32]:
+    maps = np.asarray(heatmaps, dtype=np.float32)
+    shape = series.shape
+    if shape is None:
+        raise InputError("parametric map needs slices of equal rows/columns")
+    if maps.shape != (len(series), *shape):
+        raise InputError(f"heatmaps shape {maps.shape} != {(len(series), *shape)} of the series")
+    if not np.isfinite(maps).all():
+        raise InputError("heatmaps contain NaN or infinite values")
+    first = series.slices[0]
+    if first.pixel_spacing is None or first.image_orientation is None:
+        raise InputError("source series lacks PixelSpacing or ImageOrientationPatient")
+    if any(s.image_position is None for s in series.slices):
+        raise InputError("source series lacks ImagePositionPatient")
+    return np.clip(maps, 0.0, 1.0)
+
+
+def _source_datasets(series: Series) -> list[Dataset]:
+    seen: dict[str, Dataset] = {}
+    for s in series.slices:
+        seen.setdefault(s.sop_instance_uid, s.dataset)
+    return list(seen.values())

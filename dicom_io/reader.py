@@ -1,0 +1,326 @@
+"""Read DICOM files, folders or bytes into decoded, position-sorted series.
+
+Every file either contributes slices or is listed in ``ReadResult.rejected`` with the
+reason; no exception from a malformed file escapes. Pixel values are converted with the
+Modality LUT / rescale (PS3.3 C.7.6.16.2.9 for enhanced objects, C.11.1 otherwise). Multi-frame
+(Enhanced / Legacy Converted Enhanced MR) instances are split into one slice per frame, with
+geometry from the per-frame or shared functional groups (PS3.3 C.7.6.16).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pydicom
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import apply_modality_lut
+from pydicom.uid import UID
+
+from dicom_io.series import Orientation, Series, Slice, Vector3, slice_normal
+from inference.errors import DicomError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReadResult", "ReaderOptions", "Rejected", "Series", "Slice", "read_bytes", "read_paths"]
+
+# Errors pydicom and its decoder plugins raise on malformed, truncated or odd input.
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError,
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    struct.error,
+)
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    max_frame_pixels: int = 4096 * 4096  # rows x columns of one frame
+    max_instance_pixels: int = 100_000_000  # rows x columns x frames of one instance
+
+
+@dataclass(frozen=True)
+class Rejected:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    series: list[Series] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class Refused(DicomError):
+    """Internal: a file we decline to use, with the reason for the caller."""
+
+
+def read_paths(paths: Sequence[Path | str], options: ReaderOptions | None = None) -> ReadResult:
+    """Read files and (recursively) folders; hidden files and folders are skipped."""
+    opts = options or ReaderOptions()
+    slices: list[Slice] = []
+    rejected: list[Rejected] = []
+    for path in _iter_files([Path(p) for p in paths], rejected):
+        with path.open("rb") as fp:
+            _read_one(fp, str(path), opts, slices, rejected)
+    return ReadResult(assemble(slices), rejected)
+
+
+def read_bytes(data: bytes, name: str, options: ReaderOptions | None = None) -> ReadResult:
+    """Read one DICOM file held in memory (e.g. an upload or a C-STORE payload)."""
+    slices: list[Slice] = []
+    rejected: list[Rejected] = []
+    _read_one(io.BytesIO(data), name, options or ReaderOptions(), slices, rejected)
+    return ReadResult(assemble(slices), rejected)
+
+
+def _iter_files(paths: Sequence[Path], rejected: list[Rejected]) -> Iterator[Path]:
+    for p in paths:
+        if p.is_file():
+            yield p
+        elif p.is_dir():
+            for f in sorted(p.rglob("*")):
+                rel = f.relative_to(p).parts
+                if f.is_file() and not any(part.startswith(".") for part in rel):
+                    yield f
+        else:
+            rejected.append(Rejected(str(p), "no such file or folder"))
+
+
+def _read_one(
+    fp: BinaryIO, name: str, opts: ReaderOptions, out: list[Slice], rejected: list[Rejected]
+) -> None:
+    try:
+        ds = _parse(fp)
+        out.extend(decode_instance(ds, opts))
+    except Refused as exc:
+        rejected.append(Rejected(name, str(exc)))
+        log.info("refused %s: %s", name, exc)
+    except DECODE_ERRORS as exc:
+        reason = f"malformed or truncated DICOM ({type(exc).__name__}: {exc})"
+        rejected.append(Rejected(name, reason[:300]))
+        log.info("refused %s: %s", name, reason[:300])
+
+
+def _parse(fp: BinaryIO) -> Dataset:
+    try:
+        ds = pydicom.dcmread(fp)
+    except InvalidDicomError:
+        fp.seek(0)
+        ds = pydicom.dcmread(fp, force=True)  # no preamble: accepted if it looks like DICOM
+        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+            raise Refused("not a DICOM file") from None
+    for kw in ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"):
+        if not str(ds.get(kw, "") or "").strip():
+            raise Refused(f"missing {kw}")
+    return ds
+
+
+def decode_instance(ds: Dataset, opts: ReaderOptions | None = None) -> list[Slice]:
+    """Decode one parsed instance into slices (one per frame); raises Refused or decode errors."""
+    o = opts or ReaderOptions()
+    sop_class = UID(str(ds.SOPClassUID))
+    if not any(kw in ds for kw in PIXEL_KEYWORDS):
+        raise Refused(f"no pixel data: {sop_class.name or sop_class} is not an image")
+    _check_size(ds, o)
+    _check_decoder(ds)
+    arr = np.asarray(ds.pixel_array)
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "PALETTE COLOR":
+        raise Refused("palette colour images are not supported")
+    if n_frames == 1:
+        arr = arr[None]
+    if spp == 3:  # pydicom returns RGB; luminance as in ITU-R BT.601
+        arr = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[0] != n_frames:
+        raise Refused(f"unexpected pixel array shape {arr.shape} for {n_frames} frame(s)")
+    header = _strip_pixels(ds)
+    slices = []
+    for i in range(n_frames):
+        pixels = _rescale(arr[i], ds, i, photometric)
+        slices.append(_make_slice(header, pixels, i if n_frames > 1 else None))
+    return slices
+
+
+def _check_size(ds: Dataset, o: ReaderOptions) -> None:
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if rows < 1 or cols < 1:
+        raise Refused(f"invalid image size {rows}x{cols}")
+    if rows * cols > o.max_frame_pixels:
+        raise Refused(f"image too large: {rows}x{cols} (limit {o.max_frame_pixels} pixels)")
+    if rows * cols * frames > o.max_instance_pixels:
+        raise Refused(f"too many pixels: {frames} frames of {rows}x{cols}")
+
+
+def _check_decoder(ds: Dataset) -> None:
+    if "PixelData" not in ds:
+        return  # float pixel data is never encapsulated
+    ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError:
+        raise Refused(f"unsupported transfer syntax {ts.name or ts} ({ts})") from None
+    if not decoder.is_available:
+        raise Refused(f"no decoder installed for transfer syntax {ts.name} ({ts})")
+
+
+def _strip_pixels(ds: Dataset) -> Dataset:
+    for kw in PIXEL_KEYWORDS:
+        if kw in ds:
+            delattr(ds, kw)
+    return ds
+
+
+def _rescale(frame: NDArray[Any], ds: Dataset, index: int, photometric: str) -> NDArray[np.float32]:
+    if "ModalityLUTSequence" in ds:
+        out = np.asarray(apply_modality_lut(frame, ds), dtype=np.float32)
+    else:
+        slope, intercept = _slope_intercept(ds, index)
+        out = frame.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    if photometric == "MONOCHROME1":  # PS3.3 C.7.6.3.1.2: minimum value is white
+        out = out.max() + out.min() - out
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _slope_intercept(ds: Dataset, index: int) -> tuple[float, float]:
+    item = _functional_group(ds, index, "PixelValueTransformationSequence")
+    src = item if item is not None else ds
+    slope = src.get("RescaleSlope", 1.0)
+    intercept = src.get("RescaleIntercept", 0.0)
+    return float(slope if slope not in (None, "") else 1.0), float(intercept or 0.0)
+
+
+def _functional_group(ds: Dataset, index: int, keyword: str) -> Dataset | None:
+    """The item of a functional-group macro for one frame: per-frame first, then shared."""
+    for group_kw, i in (
+        ("PerFrameFunctionalGroupsSequence", index),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
+        groups = ds.get(group_kw)
+        if groups and len(groups) > i:
+            seq = groups[i].get(keyword)
+            if seq:
+                return seq[0]  # type: ignore[no-any-return]
+    return None
+
+
+def _make_slice(ds: Dataset, pixels: NDArray[np.float32], index: int | None) -> Slice:
+    if index is None:
+        geo: Dataset = ds
+        measures: Dataset = ds
+    else:
+        geo_pos = _functional_group(ds, index, "PlanePositionSequence")
+        geo_ori = _functional_group(ds, index, "PlaneOrientationSequence")
+        pm = _functional_group(ds, index, "PixelMeasuresSequence")
+        geo = Dataset()
+        if geo_pos is not None and "ImagePositionPatient" in geo_pos:
+            geo.ImagePositionPatient = geo_pos.ImagePositionPatient
+        if geo_ori is not None and "ImageOrientationPatient" in geo_ori:
+            geo.ImageOrientationPatient = geo_ori.ImageOrientationPatient
+        measures = pm if pm is not None else Dataset()
+    number = ds.get("InstanceNumber")
+    return Slice(
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        sop_class_uid=str(ds.SOPClassUID),
+        pixels=pixels,
+        dataset=ds,
+        image_position=_floats(geo.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        image_orientation=_floats(geo.get("ImageOrientationPatient"), 6),  # type: ignore[arg-type]
+        pixel_spacing=_floats(measures.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+        slice_thickness=_float(measures.get("SliceThickness")),
+        frame_number=None if index is None else index + 1,
+        instance_number=int(number) if number not in (None, "") else None,
+    )
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n and all(np.isfinite(out)) else None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def assemble(slices: Sequence[Slice]) -> list[Series]:
+    """Group slices by study and series, drop duplicates and sort them along the normal."""
+    groups: dict[tuple[str, str], dict[tuple[str, int], Slice]] = {}
+    for s in slices:
+        key = (str(s.dataset.StudyInstanceUID), str(s.dataset.SeriesInstanceUID))
+        groups.setdefault(key, {}).setdefault(s.key, s)
+    return [_build_series(study, series, list(g.values())) for (study, series), g in groups.items()]
+
+
+def canonical_normal(orientation: Orientation) -> Vector3:
+    """Slice normal flipped so its dominant component is positive.
+
+    Positions then increase towards patient superior (axial), left (sagittal) or posterior
+    (coronal), whatever the direction of the scanner's row/column cosines.
+    """
+    n = np.asarray(slice_normal(orientation))
+    if n[int(np.argmax(np.abs(n)))] < 0:
+        n = -n
+    return float(n[0]), float(n[1]), float(n[2])
+
+
+def _build_series(study: str, series_uid: str, items: list[Slice]) -> Series:
+    notes: list[str] = []
+    normal: Vector3 | None = None
+    ori = items[0].image_orientation
+    if ori is not None and all(s.image_position is not None for s in items):
+        try:
+            normal = canonical_normal(ori)
+        except ValueError:
+            notes.append("invalid ImageOrientationPatient")
+    if normal is not None:
+        nv = np.asarray(normal)
+        items = [
+            replace(s, position_mm=float(np.dot(np.asarray(s.image_position), nv))) for s in items
+        ]
+        items.sort(key=lambda s: (s.position_mm, s.instance_number or 0, s.frame_number or 0))
+        sorted_by = "position"
+    else:
+        items.sort(key=lambda s: (s.instance_number or 0, s.frame_number or 0))
+        sorted_by = "instance number"
+        notes.append("no usable ImagePositionPatient/ImageOrientationPatient: sorted by number")
+    header = items[0].dataset
+    return Series(
+        study_instance_uid=study,
+        series_instance_uid=series_uid,
+        modality=str(header.get("Modality", "") or ""),
+        series_description=str(header.get("SeriesDescription", "") or ""),
+        header=header,
+        slices=tuple(items),
+        normal=normal,
+        sorted_by=sorted_by,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,154 @@
+"""Secondary Capture overlays: one RGB image (MR + heatmap, burned-in text) per slice.
+
+Secondary Capture Image IOD (PS3.3 A.8.1) built with highdicom. Each image references its
+source slice in SourceImageSequence (PS3.3 C.7.6.1, General Image Module) and carries
+BurnedInAnnotation YES because the model, its version, the class and the research-use
+statement are drawn into the pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import highdicom as hd
+import numpy as np
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+
+from dicom_io.context import (
+    BURNED_IN_DISCLAIMER,
+    ResultContext,
+    finish_object,
+    mark_research,
+    quiet_person_names,
+)
+from dicom_io.series import Orientation, Series, Slice
+from dicom_io.uids import derived_uid, series_uid
+from explain.rendering import add_text
+from inference.errors import InputError
+
+log = logging.getLogger(__name__)
+
+OBJECT_TYPE = "sc"
+
+
+def patient_orientation(orientation: Orientation | None) -> tuple[str, str] | None:
+    """PatientOrientation (PS3.3 C.7.6.1.1.1) of the row and column directions, e.g. (L, P)."""
+    if orientation is None:
+        return None
+    out = []
+    for vec in (orientation[:3], orientation[3:]):
+        letters = ""
+        for k in np.argsort(-np.abs(np.asarray(vec)))[:2]:
+            if abs(vec[k]) > 0.25 or not letters:
+                letters += ("L", "P", "H")[k] if vec[k] > 0 else ("R", "A", "F")[k]
+        out.append(letters)
+    return out[0], out[1]
+
+
+def burn_in(rgb: NDArray[np.uint8], ctx: ResultContext, caption: str) -> NDArray[np.uint8]:
+    """Model name and version, the caption (class and probability) and the disclaimer."""
+    lines = [f"{ctx.model_name} v{ctx.model_version}"]
+    if caption:
+        lines.append(caption)
+    lines.append(BURNED_IN_DISCLAIMER)
+    return np.asarray(add_text(rgb, lines), dtype=np.uint8)
+
+
+def build_overlays(
+    series: Series,
+    slice_indices: Sequence[int],
+    rgb_images: Sequence[NDArray[np.uint8]],
+    ctx: ResultContext,
+    captions: Sequence[str] | None = None,
+    burn_in_text: bool = True,
+    method: str = "",
+) -> list[Dataset]:
+    """One SC image per selected slice of ``series`` (indices into ``series.slices``).
+
+    ``rgb_images[i]`` is the (H, W, 3) uint8 overlay for ``slice_indices[i]``. With
+    ``burn_in_text`` the model, version, ``captions[i]`` and the research-use statement are
+    drawn in; pass False only if the caller already drew them. A non-empty ``method`` (e.g.
+    "saliency") makes a separate series with its own UIDs, for a second explanation method.
+    """
+    if len(slice_indices) != len(rgb_images):
+        raise InputError(f"{len(slice_indices)} slice indices but {len(rgb_images)} images")
+    if captions is not None and len(captions) != len(rgb_images):
+        raise InputError(f"{len(captions)} captions for {len(rgb_images)} images")
+    kind = f"{OBJECT_TYPE}-{method}" if method else OBJECT_TYPE
+    uid = series_uid(series.series_instance_uid, ctx.model_version, kind)
+    number = ctx.series_number(OBJECT_TYPE, _series_number(series))
+    out = []
+    for i, (idx, rgb) in enumerate(zip(slice_indices, rgb_images, strict=True)):
+        if not 0 <= idx < len(series):
+            raise InputError(f"slice index {idx} outside series of {len(series)} slices")
+        image = _check_rgb(rgb)
+        if burn_in_text:
+            image = burn_in(image, ctx, captions[i] if captions else "")
+        out.append(_one(series, series.slices[idx], image, ctx, (kind, uid, number), i + 1))
+    log.info("built %d SC overlays for series %s", len(out), series.series_instance_uid)
+    return out
+
+
+def _series_number(series: Series) -> int | None:
+    value = series.header.get("SeriesNumber")
+    return int(value) if value not in (None, "") else None
+
+
+def _check_rgb(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise InputError(f"overlay must be (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
+    return np.ascontiguousarray(arr)
+
+
+def _one(
+    series: Series,
+    sl: Slice,
+    rgb: NDArray[np.uint8],
+    ctx: ResultContext,
+    target: tuple[str, str, int],
+    instance_number: int,
+) -> Dataset:
+    kind, uid, number = target
+    same_grid = rgb.shape[:2] == (sl.rows, sl.columns)
+    sop_uid = derived_uid(sl.sop_instance_uid, ctx.model_version, kind, sl.frame_number)
+    with quiet_person_names():
+        sc = hd.sc.SCImage.from_ref_dataset(
+            ref_dataset=sl.dataset,
+            pixel_array=rgb,
+            photometric_interpretation="RGB",
+            bits_allocated=8,
+            coordinate_system="PATIENT",
+            series_instance_uid=uid,
+            series_number=number,
+            sop_instance_uid=sop_uid,
+            instance_number=instance_number,
+            manufacturer=ctx.manufacturer,
+            pixel_spacing=sl.pixel_spacing if same_grid else None,  # type: ignore[arg-type]
+            patient_orientation=patient_orientation(sl.image_orientation) or ("L", "P"),
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+        )
+    what = f"{kind.removeprefix('sc-')} overlay" if kind != OBJECT_TYPE else "overlay"
+    sc.SeriesDescription = ctx.series_description(what, series.series_description)
+    sc.ImageType = ["DERIVED", "SECONDARY", "OVERLAY"]
+    sc.BurnedInAnnotation = "YES"
+    sc.RecognizableVisualFeatures = "NO"
+    sc.ImageComments = ctx.statement
+    sc.ConversionType = "WSD"
+    mark_research(
+        sc,
+        ctx,
+        f"{ctx.model_name} {ctx.model_version}: saliency heatmap over the source MR slice; "
+        "class and probability burned in. Research use only, not for diagnosis.",
+    )
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = sl.sop_class_uid
+    ref.ReferencedSOPInstanceUID = sl.sop_instance_uid
+    if sl.frame_number is not None:
+        ref.ReferencedFrameNumber = sl.frame_number
+    sc.SourceImageSequence = [ref]
+    if sl.position_mm is not None:
+        sc.ImageComments = f"{ctx.statement} Source slice at {sl.position_mm:.1f} mm."
+    return finish_object(sc, sl.dataset)

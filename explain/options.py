@@ -1,0 +1,36 @@
+"""Settings of the attribution methods (one frozen dataclass, passed everywhere)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "saliency", "smoothgrad", "occlusion")
+CAM_METHODS: frozenset[str] = frozenset({"gradcam", "gradcampp"})
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """How the maps are computed.
+
+    ``bf16`` runs the convolutional trunk under CPU bfloat16 autocast (the classifier head
+    and all gradients of Grad-CAM stay float32). SmoothGrad adds Gaussian noise with a
+    standard deviation of ``smoothgrad_sigma`` times the image's value range (Smilkov et al.
+    2017 recommend 10-20 %). Occlusion slides a square patch of ``occlusion_patch`` pixels
+    (0 = image size / 8) with ``occlusion_stride`` (0 = half the patch) filled with
+    ``occlusion_baseline`` and records the drop in the target-class probability.
+    """
+
+    bf16: bool = True
+    batch_size: int = 32
+    smoothgrad_samples: int = 16
+    smoothgrad_sigma: float = 0.15
+    occlusion_patch: int = 0
+    occlusion_stride: int = 0
+    occlusion_baseline: float = 0.0
+    saliency_clip_percentile: float = 99.5
+    seed: int = 0
+
+    def patch_and_stride(self, size: int) -> tuple[int, int]:
+        patch = self.occlusion_patch or max(2, size // 8)
+        stride = self.occlusion_stride or max(1, patch // 2)
+        return min(patch, size), stride

@@ -1,0 +1,249 @@
+"""``POST /v1/predict`` work: decode an upload, classify it, explain it, encode the images.
+
+Content is identified by its bytes (plugin.sniff), never by the file name. A DICOM upload is
+one PS3.10 file; a multi-frame instance or a file holding several slices is reduced to its
+middle slice (``frame_count // 2``, slices sorted along the normal by dicom_io). A raw
+dataset without the 128-byte preamble and "DICM" prefix (PS3.10 section 7.1) is accepted
+only if it starts with a group 0002 or 0008 tag and dicom_io can parse it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from explain.options import METHODS, ExplainOptions
+from inference.errors import InputError
+from inference.preprocessing import MAX_PIXELS, Preprocessed, preprocess, to_grey
+from plugin import metrics
+from plugin.model_service import LoadedModel
+from plugin.schemas import MethodExplanation, ModelRef, PredictResponse, SourceInfo
+from plugin.sniff import decode_raster, kind_of
+
+log = logging.getLogger(__name__)
+
+MAX_METHODS = len(METHODS)
+RAW_DICOM_STARTS = (b"\x02\x00", b"\x08\x00")  # group 0002 or 0008, little endian
+
+
+class UnsupportedMediaType(InputError):
+    """The bytes are not PNG, JPEG or DICOM (HTTP 415)."""
+
+
+class UploadTooLarge(InputError):
+    """The upload exceeds settings.max_upload_bytes (HTTP 413)."""
+
+
+QUALITY_LEVELS = ("fast", "full")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """``quality="fast"``: brain mass only (no extra forward passes); ``"full"`` adds the
+    deletion/insertion curves of explain.quality (about 2 x steps x (methods + 1) forwards).
+    """
+
+    methods: tuple[str, ...] = ("gradcam",)
+    quality: str = "fast"
+    display_max_side: int = 512  # the grey image and overlays are downscaled beyond this
+    explain: ExplainOptions = ExplainOptions()
+
+
+@dataclass(frozen=True)
+class DecodedUpload:
+    kind: str
+    pixels: NDArray[Any]  # 2-D grey or (H, W, 3) RGB
+    frame_index: int = 0
+    frame_count: int = 1
+    series_instance_uid: str | None = None
+
+
+def parse_methods(text: str | None) -> tuple[str, ...]:
+    """'gradcam,saliency' -> ('gradcam', 'saliency'); unknown names raise InputError."""
+    names = [m.strip().lower() for m in (text or "gradcam").split(",") if m.strip()]
+    if not names:
+        names = ["gradcam"]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise InputError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def decode_upload(data: bytes, name: str = "upload") -> DecodedUpload:
+    """Decode PNG/JPEG/DICOM bytes; InputError (or a subclass) says why not."""
+    if not data:
+        raise InputError("the uploaded file is empty")
+    kind = kind_of(data)
+    if kind in ("png", "jpeg"):
+        _check_raster_size(data)
+        return DecodedUpload(kind, decode_raster(data))
+    if kind == "dicom" or data[:2] in RAW_DICOM_STARTS:
+        return _decode_dicom(data, name)
+    raise UnsupportedMediaType(
+        "unsupported content: expected a PNG, a JPEG or a DICOM PS3.10 file (judged by the "
+        "file's bytes, not its name)"
+    )
+
+
+def _check_raster_size(data: bytes) -> None:
+    """Refuse decompression bombs from the header before decoding any pixels."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except Image.DecompressionBombError as exc:
+        raise UploadTooLarge(f"image too large: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot decode image: {exc}") from exc
+    if w * h > MAX_PIXELS:
+        raise UploadTooLarge(f"image too large: {w}x{h} pixels")
+
+
+def _decode_dicom(data: bytes, name: str) -> DecodedUpload:
+    from dicom_io.reader import read_bytes
+
+    result = read_bytes(data, name)
+    if not result.series:
+        why = "; ".join(r.reason for r in result.rejected) or "no image data"
+        if data[128:132] != b"DICM" and "not a DICOM" in why:
+            raise UnsupportedMediaType("unsupported content: not PNG, JPEG or DICOM")
+        raise InputError(f"DICOM file not usable: {why}")
+    series = result.series[0]
+    index = len(series.slices) // 2
+    return DecodedUpload(
+        "dicom", series.slices[index].pixels, index, len(series.slices),
+        series.series_instance_uid,
+    )  # fmt: skip
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def encode_png(array: NDArray[Any]) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def display_grey(grey: NDArray[np.float32], max_side: int) -> NDArray[np.float32]:
+    """Percentile-windowed [0, 1] copy of the source image, at most max_side pixels wide."""
+    lo, hi = np.percentile(grey, [0.5, 99.5])
+    out = np.clip((grey - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0).astype(np.float32)
+    return resize_to(out, _display_shape(out.shape, max_side))
+
+
+def _display_shape(shape: tuple[int, ...], max_side: int) -> tuple[int, int]:
+    h, w = int(shape[0]), int(shape[1])
+    scale = min(1.0, max_side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def resize_to(arr: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[np.float32]:
+    if arr.shape == shape:
+        return arr
+    im = Image.fromarray(arr.astype(np.float32), mode="F")
+    return np.asarray(im.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), np.float32)
+
+
+def predict_upload(
+    model: LoadedModel, upload: DecodedUpload, options: PredictOptions, lock: Any
+) -> PredictResponse:
+    """Classify and explain one decoded upload (model use serialised by ``lock``)."""
+    from explain.attribution import explain
+
+    clf = model.classifier
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    grey = to_grey(upload.pixels)
+    pre = preprocess(grey, clf.meta.preprocess)
+    images = pre.image[None]
+    timings["preprocess"] = time.perf_counter() - t0
+    with lock:
+        t1 = time.perf_counter()
+        pred = clf.predict(images)
+        target = int(pred.probs[0].argmax())
+        timings["inference"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        maps = explain(clf.net, images, list(options.methods), [target], options.explain)
+        timings["explain"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        quality = explanation_quality(clf.net, pre, maps, options.quality)
+        timings["quality"] = time.perf_counter() - t3
+    t4 = time.perf_counter()
+    shown = display_grey(grey, options.display_max_side)
+    explanations = {m: _explanation(maps[m], pre, shown, quality[m]) for m in options.methods}
+    timings["render"] = time.perf_counter() - t4
+    for stage, secs in timings.items():
+        metrics.observe_stage(f"api_{stage}", secs)
+    classes = clf.meta.classes
+    o = model.origin
+    return PredictResponse(
+        predicted_class=classes[target],
+        probabilities={c: float(p) for c, p in zip(classes, pred.probs[0], strict=True)},
+        model=ModelRef(
+            name=o.name, version=o.version, registry_version=o.registry_version, source=o.source
+        ),  # fmt: skip
+        ood_score=float(pred.ood_score[0]),
+        source=SourceInfo(
+            kind=upload.kind,
+            rows=grey.shape[0],
+            columns=grey.shape[1],
+            frame_index=upload.frame_index,
+            frame_count=upload.frame_count,
+            series_instance_uid=upload.series_instance_uid,
+        ),  # fmt: skip
+        image_png=data_url(encode_png((shown * 255.0 + 0.5).astype(np.uint8))),
+        explanations=explanations,
+        timings_ms={k: round(v * 1000.0, 2) for k, v in timings.items()},
+    )
+
+
+def _explanation(
+    attribution: Any,
+    pre: Preprocessed,
+    shown: NDArray[np.float32],
+    quality: dict[str, float | None],
+) -> MethodExplanation:
+    """Overlay on the displayed source image (no colour bar, so it aligns) and raw map."""
+    from explain.rendering import overlay, raw_png16
+
+    t0 = time.perf_counter()
+    norm = np.asarray(attribution.normalised[0], dtype=np.float32)
+    on_source = resize_to(pre.to_source(norm), (shown.shape[0], shown.shape[1]))
+    rgb = overlay(shown, np.clip(on_source, 0.0, 1.0), colorbar=False)
+    return MethodExplanation(
+        method=attribution.method,
+        quality=quality,
+        overlay_png=data_url(encode_png(rgb)),
+        raw_png16=data_url(raw_png16(np.asarray(attribution.raw[0]))),
+        seconds=round(time.perf_counter() - t0, 4),
+    )
+
+
+def explanation_quality(
+    net: Any, pre: Preprocessed, maps: dict[str, Any], level: str
+) -> dict[str, dict[str, float | None]]:
+    """Per-method metrics of explain.quality; "fast" skips the deletion/insertion curves."""
+    from explain.quality import brain_mass, quality_metrics
+
+    mask = pre.head_mask
+    if level == "full":
+        full = quality_metrics(net, pre.image[None], maps, head_masks=mask[None])
+        return {m: {k: _finite(v) for k, v in full[m][0].to_dict().items()} for m in maps}
+    frac = float(mask.mean())
+    return {
+        m: {"brain_mass": brain_mass(a.raw[0], mask), "head_fraction": frac}
+        for m, a in maps.items()
+    }
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None

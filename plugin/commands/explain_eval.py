@@ -1,0 +1,240 @@
+"""brainxai explain-eval: explanation-quality figures over a labelled image folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from explain.attribution import explain, parse_methods
+from explain.options import METHODS, ExplainOptions
+from explain.quality import QualityOptions, quality_metrics, randomisation_rank_corr
+from explain.rendering import add_text, overlay, to_png
+from explain.summary import MetricRow, summarise_method
+from inference.bundle import Classifier
+from inference.dataset import LabelledImage, list_images, load_image
+from inference.errors import InputError
+from inference.preprocessing import preprocess
+from plugin.commands.explain import BANNER, load_classifier
+
+NAME = "explain-eval"
+HELP = "aggregate explanation-quality metrics over a labelled folder (one subfolder per class)"
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True, help="folder with <class>/ subfolders")
+    p.add_argument("--methods", default="gradcam,gradcampp,saliency", help=f"of {METHODS}")
+    p.add_argument("--limit", type=int, default=0, help="images per class (0 = all)")
+    p.add_argument(
+        "--split",
+        choices=("all", "validation", "train"),
+        default="all",
+        help="validation/train: repeat the model's duplicate-aware training split",
+    )
+    p.add_argument("--model", help="bundle file or models:/ URI (default: the bundled model)")
+    p.add_argument("--out", type=Path, required=True, help="report JSON path")
+    p.add_argument("--steps", type=int, default=10, help="deletion/insertion curve steps")
+    p.add_argument("--worst", type=int, default=6, help="worst cases saved per method")
+    p.add_argument(
+        "--randomisation-images",
+        type=int,
+        default=16,
+        help="images used for the model-randomisation check (0 = skip)",
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _option(meta_options: dict[str, Any], key: str, default: float) -> float:
+    try:
+        return float(meta_options.get(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+def select_items(
+    data: Path, clf: Classifier, split: str, limit: int, seed: int
+) -> list[LabelledImage]:
+    """The images to evaluate: all, or one side of the training split, then ``limit``/class."""
+    items = list_images(data, clf.meta.classes)
+    if split != "all":
+        from inference.dataset import duplicate_groups, phash, split_by_groups
+
+        opts = dict(clf.meta.extra.get("options", {}))
+        per_class = int(_option(opts, "limit_per_class", 0))
+        if per_class > 0:
+            counts: dict[int, int] = {}
+            kept = []
+            for it in items:
+                if counts.get(it.label, 0) < per_class:
+                    kept.append(it)
+                    counts[it.label] = counts.get(it.label, 0) + 1
+            items = kept
+        log.info("hashing %d images to repeat the training split", len(items))
+        groups = duplicate_groups(
+            [phash(i.path) for i in items], int(_option(opts, "duplicate_distance", 4))
+        )
+        parts = split_by_groups(
+            items, groups, _option(opts, "val_fraction", 0.12), int(_option(opts, "seed", 0))
+        )
+        items = list(parts.validation if split == "validation" else parts.train)
+    if limit > 0:
+        rng = np.random.default_rng(seed)
+        chosen: list[LabelledImage] = []
+        for label in range(len(clf.meta.classes)):
+            of_class = [it for it in items if it.label == label]
+            idx = sorted(rng.permutation(len(of_class))[:limit])
+            chosen += [of_class[i] for i in idx]
+        items = chosen
+    if not items:
+        raise InputError(f"no images selected under {data}")
+    return items
+
+
+@dataclass
+class Worst:
+    """The lowest-brain-mass cases of one method, kept with what is needed to draw them."""
+
+    keep: int
+    cases: list[tuple[float, str, int, int, NDArray[np.float32], NDArray[np.float32]]] = field(
+        default_factory=list
+    )
+
+    def offer(
+        self,
+        mass: float,
+        name: str,
+        label: int,
+        pred: int,
+        image: NDArray[np.float32],
+        heat: NDArray[np.float32],
+    ) -> None:
+        if self.keep <= 0:
+            return
+        self.cases.append((mass, name, label, pred, image.copy(), heat.copy()))
+        self.cases.sort(key=lambda c: c[0])
+        del self.cases[self.keep :]
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.time()
+    methods = parse_methods(args.methods)
+    clf = load_classifier(args.model)
+    items = select_items(args.data, clf, args.split, args.limit, args.seed)
+    classes = clf.meta.classes
+    qopts = QualityOptions(steps=args.steps, temperature=clf.meta.temperature, seed=args.seed)
+    rows: dict[str, list[MetricRow]] = {m: [] for m in methods}
+    worst = {m: Worst(args.worst) for m in methods}
+    labels, preds = [], []
+    probe: list[tuple[NDArray[np.float32], int]] = []
+    n_probe = min(max(0, args.randomisation_images), len(items))
+    probe_at = set(np.random.default_rng(args.seed).permutation(len(items))[:n_probe].tolist())
+    bs = max(1, args.batch_size)
+    for start in range(0, len(items), bs):
+        batch = items[start : start + bs]
+        pres = [preprocess(load_image(it.path), clf.meta.preprocess) for it in batch]
+        images = np.stack([p.image for p in pres])
+        masks = np.stack([p.head_mask for p in pres])
+        pred = clf.predict(images).probs.argmax(axis=1)
+        maps = explain(clf.net, images[:, None], methods, pred, ExplainOptions())
+        quality = quality_metrics(clf.net, images, maps, masks, qopts)
+        for i, it in enumerate(batch):
+            labels.append(it.label)
+            preds.append(int(pred[i]))
+            for m in methods:
+                q = quality[m][i]
+                rows[m].append(MetricRow(it.label, int(pred[i]), q))
+                worst[m].offer(
+                    q.brain_mass,
+                    it.path.name,
+                    it.label,
+                    int(pred[i]),
+                    images[i],
+                    maps[m].normalised[i],
+                )
+        probe += [(images[i], int(pred[i])) for i in range(len(batch)) if start + i in probe_at]
+        log.info("explained %d/%d images", min(start + bs, len(items)), len(items))
+    corr = _randomisation(clf, methods, probe)
+    report = {
+        "model": {"name": clf.meta.name, "version": clf.version},
+        "research_use_only": True,
+        "data": str(args.data),
+        "split": args.split,
+        "n_images": len(items),
+        "accuracy": float(np.mean(np.array(labels) == np.array(preds))),
+        "options": {
+            "steps": args.steps,
+            "limit_per_class": args.limit,
+            "seed": args.seed,
+            "deletion_baseline": qopts.deletion_baseline,
+            "insertion_baseline": qopts.insertion_baseline,
+        },
+        "methods": {
+            m: {
+                **summarise_method(rows[m], classes, corr[m]),
+                "worst": _save_worst(worst[m], m, classes, args.out),
+            }
+            for m in methods
+        },
+        "seconds": round(time.time() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    for m, s in report["methods"].items():
+        print(
+            f"{m}: brain_mass {s['brain_mass_mean']:.3f} (chance {s['head_fraction_mean']:.3f}) "
+            f"below0.5 {s['share_brain_mass_below_0_5']:.2f} deletion {s['deletion_auc_mean']:.3f}"
+            f" (random {s['deletion_auc_random_mean']:.3f}) insertion "
+            f"{s['insertion_auc_mean']:.3f} (random {s['insertion_auc_random_mean']:.3f}) "
+            f"randomisation rank corr {s['randomisation_rank_corr']}"
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _randomisation(
+    clf: Classifier, methods: tuple[str, ...], probe: list[tuple[NDArray[np.float32], int]]
+) -> dict[str, list[float]]:
+    if not probe:
+        return {m: [] for m in methods}
+    images = np.stack([p[0] for p in probe])[:, None]
+    targets = np.array([p[1] for p in probe])
+    return {
+        m: [float(v) for v in randomisation_rank_corr(clf.net, images, m, targets)] for m in methods
+    }
+
+
+def _save_worst(
+    worst: Worst, method: str, classes: tuple[str, ...], out: Path
+) -> list[dict[str, Any]]:
+    folder = out.parent / f"{out.stem}_worst"
+    saved = []
+    for rank, (mass, name, label, pred, image, heat) in enumerate(worst.cases, start=1):
+        rgb = overlay(image, heat)
+        rgb = np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)  # model grid is small; enlarge
+        text = [
+            BANNER,
+            f"{method} brain_mass {mass:.2f}",
+            f"true {classes[label]} / pred {classes[pred]}",
+        ]
+        folder.mkdir(parents=True, exist_ok=True)
+        png = folder / f"{method}_{rank:02d}_{Path(name).stem}.png"
+        png.write_bytes(to_png(add_text(rgb, text)))
+        saved.append(
+            {
+                "file": name,
+                "brain_mass": mass,
+                "true": classes[label],
+                "predicted": classes[pred],
+                "png": str(png.relative_to(out.parent)),
+            }
+        )
+    return saved

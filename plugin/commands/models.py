@@ -1,0 +1,39 @@
+"""``brainxai models``: the registered versions of brainxai-densenet169 and the champion."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from inference import MODEL_NAME
+from plugin.model_service import ModelService
+from plugin.settings import load_settings
+
+NAME = "models"
+HELP = f"list the MLflow registered versions of {MODEL_NAME} (aliases, validation accuracy)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default from settings)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    uri = args.tracking_uri or settings.tracking_uri()
+    listing = ModelService(None, uri).list_registered()
+    if listing.error:
+        print(listing.error)
+        return 1
+    if args.json:
+        print(json.dumps(listing.versions, indent=2))
+        return 0
+    if not listing.versions:
+        print(f"no registered versions of {MODEL_NAME}")
+        return 0
+    print(f"{'version':>7}  {'aliases':<12} {'val_acc':>7}  bundle_version")
+    for v in listing.versions:
+        tags = v.get("tags", {})
+        print(f"{v['version']:>7}  {','.join(v.get('aliases', [])):<12} "
+              f"{tags.get('val_accuracy', '-'):>7}  {tags.get('bundle_version', '-')}")  # fmt: skip
+    return 0

@@ -1,0 +1,140 @@
+"""Delivery of result instances back to Orthanc, confirmed before a job counts as delivered.
+
+Sending: C-STORE (default), DICOMweb STOW-RS, or Orthanc's REST API (POST /instances).
+Confirming: Orthanc's REST API (/tools/find per series) or C-FIND at IMAGE level.
+
+Exactly once: results carry deterministic UIDs and Orthanc runs with OverwriteInstances
+true, so re-sending after a crash or a lost confirmation replaces the same instances rather
+than adding copies; confirmation also checks that no SOP Instance UID appears twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dicom_io.network import InstanceRef, Peer, find_instances, read_instance_ref, store_files
+from inference.errors import BrainxaiError, NetworkError
+from plugin.job_store import Backoff, Job, JobStore
+from plugin.orthanc_client import OrthancClient, OrthancOptions
+
+log = logging.getLogger(__name__)
+
+METHODS = ("cstore", "stowrs", "rest")
+CONFIRMATIONS = ("rest", "cfind")
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    peer: Peer
+    orthanc: OrthancOptions = field(default_factory=OrthancOptions)
+    method: str = "cstore"
+    confirm: str = "rest"
+    backoff: Backoff = field(default_factory=Backoff)
+    poll_seconds: float = 1.0
+    stow_batch: int = 32
+
+
+def send(paths: list[Path], options: DeliveryOptions) -> list[InstanceRef]:
+    """Send result files to the PACS by the configured method; raises NetworkError."""
+    if options.method == "cstore":
+        return store_files(options.peer, paths)
+    refs = [read_instance_ref(p) for p in paths]
+    with OrthancClient(options.orthanc) as client:
+        if options.method == "rest":
+            for ref in refs:
+                client.upload(ref.path.read_bytes())
+        elif options.method == "stowrs":
+            for i in range(0, len(refs), options.stow_batch):
+                client.stow(r.path.read_bytes() for r in refs[i : i + options.stow_batch])
+        else:
+            raise NetworkError(f"unknown delivery method {options.method!r}")
+    return refs
+
+
+def missing_instances(refs: list[InstanceRef], options: DeliveryOptions) -> set[str]:
+    """SOP Instance UIDs of ``refs`` the PACS does not confirm (empty set = all confirmed)."""
+    expected = {r.sop_instance_uid for r in refs}
+    if options.confirm == "cfind":
+        return expected - find_instances(options.peer, refs)
+    series = {(r.study_instance_uid, r.series_instance_uid) for r in refs}
+    counts: Counter[str] = Counter()
+    with OrthancClient(options.orthanc) as client:
+        for study_uid, series_uid in sorted(series):
+            counts.update(client.find_sop_uids(study_uid, series_uid))
+    duplicated = [uid for uid in expected if counts[uid] > 1]
+    if duplicated:
+        raise NetworkError(f"{len(duplicated)} result instance(s) stored more than once")
+    return expected - set(counts)
+
+
+def deliver(paths: list[Path], options: DeliveryOptions) -> int:
+    """Send and confirm; returns the number of confirmed instances or raises NetworkError."""
+    refs = send(paths, options)
+    missing = missing_instances(refs, options)
+    if missing:
+        raise NetworkError(f"{len(missing)} of {len(refs)} instance(s) not confirmed by the PACS")
+    return len(refs)
+
+
+class Deliverer:
+    """Delivers jobs in ``results_ready``, retrying with exponential backoff."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        options: DeliveryOptions,
+        on_delivered: Callable[[Job], None] = lambda job: None,
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.on_delivered = on_delivered
+        self.wake = threading.Event()
+
+    def run_once(self) -> bool:
+        job = self.store.next_deliverable()
+        if job is None:
+            return False
+        started = time.perf_counter()
+        try:
+            count = deliver([Path(p) for p in job.outputs], self.options)
+        except BrainxaiError as exc:
+            after = self.store.delivery_failed(job, str(exc), self.options.backoff)
+            if after is not None and after.next_attempt_at is not None:
+                log.warning(
+                    "job %s: delivery attempt %d failed (%s); retry in %.1f s",
+                    job.id,
+                    after.attempts,
+                    exc,
+                    after.next_attempt_at - time.time(),
+                )
+            elif after is not None:
+                log.error("job %s: delivery abandoned: %s", job.id, after.error)
+            return True
+        seconds = time.perf_counter() - started
+        if self.store.mark_delivered(job, seconds):
+            log.info(
+                "job %s: %d instance(s) delivered and confirmed in %.2f s", job.id, count, seconds
+            )
+            self.on_delivered(job)
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        log.info(
+            "delivery started (%s, confirmed by %s)", self.options.method, self.options.confirm
+        )
+        while not stop.is_set():
+            if self.run_once():
+                continue
+            self.wake.clear()
+            nxt = self.store.next_wakeup()
+            wait = self.options.poll_seconds
+            if nxt is not None:
+                wait = max(0.01, min(wait, nxt - time.time()))
+            self.wake.wait(wait)
+        log.info("delivery stopped")

@@ -1,0 +1,455 @@
+"""The durable job store: one job per study, in SQLite (WAL, synchronous=FULL).
+
+States: received -> processing -> results_ready -> delivered, or failed (with a reason).
+
+- A job is created when the first instance of a study arrives; it becomes *ready* (``ready_at``)
+  when study assembly says so.
+- New instances for a study whose job is past ``received`` re-trigger it: the state goes back
+  to ``received`` and ``generation`` is incremented. Every later transition is conditional on
+  the generation, so a worker that was processing the older generation cannot overwrite it.
+- ``recover()`` after a crash or kill -9 resumes every unfinished job: ``processing`` is
+  re-run, ``results_ready`` is re-delivered at its stored ``next_attempt_at``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from inference.errors import JobError
+
+
+class JobState(StrEnum):
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    RESULTS_READY = "results_ready"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of one job (``timings`` in seconds, ``*_at`` as Unix times)."""
+
+    id: str
+    study_instance_uid: str
+    state: str
+    created_at: float
+    updated_at: float
+    attempts: int
+    error: str | None
+    timings: dict[str, float]
+    summary: dict[str, Any]
+    outputs: list[str]
+    generation: int = 1
+    processing_attempts: int = 0
+    ready_at: float | None = None
+    next_attempt_at: float | None = None
+    delivered_at: float | None = None
+    inputs_removed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff for delivery retries."""
+
+    base: float = 1.0
+    factor: float = 2.0
+    max_delay: float = 300.0
+    max_attempts: int = 30
+
+    def delay(self, attempt: int) -> float:
+        """Delay after the ``attempt``-th failure (1-based)."""
+        return float(min(self.max_delay, self.base * self.factor ** max(0, attempt - 1)))
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    study_instance_uid TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    ready_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    processing_attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    delivered_at REAL,
+    inputs_removed INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    timings TEXT NOT NULL DEFAULT '{}',
+    summary TEXT NOT NULL DEFAULT '{}',
+    outputs TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, ready_at, next_attempt_at);
+"""
+
+
+def default_path(settings: Any) -> Path:
+    """Where the service keeps its job store: ``<data_dir>/jobs.sqlite``."""
+    return Path(settings.data_dir) / "jobs.sqlite"
+
+
+_ACTIVE = (JobState.PROCESSING, JobState.RESULTS_READY, JobState.DELIVERED, JobState.FAILED)
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        study_instance_uid=row["study_instance_uid"],
+        state=row["state"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        attempts=row["attempts"],
+        error=row["error"],
+        timings=json.loads(row["timings"]),
+        summary=json.loads(row["summary"]),
+        outputs=json.loads(row["outputs"]),
+        generation=row["generation"],
+        processing_attempts=row["processing_attempts"],
+        ready_at=row["ready_at"],
+        next_attempt_at=row["next_attempt_at"],
+        delivered_at=row["delivered_at"],
+        inputs_removed=bool(row["inputs_removed"]),
+    )
+
+
+class JobStore:
+    """Thread-safe access to the jobs table (one connection guarded by a lock)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, db: sqlite3.Connection, where: str, *args: Any) -> Job | None:
+        row = db.execute(f"SELECT * FROM jobs WHERE {where}", args).fetchone()
+        return _row_to_job(row) if row else None
+
+    def _merge_timings(self, db: sqlite3.Connection, job_id: str, **values: float) -> str:
+        row = db.execute("SELECT timings FROM jobs WHERE id=?", (job_id,)).fetchone()
+        timings = json.loads(row["timings"]) if row else {}
+        timings.update({k: round(v, 4) for k, v in values.items()})
+        return json.dumps(timings)
+
+    # ---- queries used by the HTTP API -------------------------------------------------
+    def count_by_state(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def list_jobs(self, limit: int = 100) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_row_to_job(r) for r in rows]
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._one(self._db, "id=?", job_id)
+
+    def get_by_study(self, study_uid: str) -> Job | None:
+        with self._lock:
+            return self._one(self._db, "study_instance_uid=?", study_uid)
+
+    def retry(self, job_id: str) -> Job:
+        """Move a failed job back to ``received`` (ready now, counters reset)."""
+        now = time.time()
+        with self._tx() as db:
+            job = self._one(db, "id=?", job_id)
+            if job is None:
+                raise JobError(f"no job {job_id}")
+            if job.state != JobState.FAILED:
+                raise JobError(f"job {job_id} is {job.state}, only failed jobs can be retried")
+            db.execute(
+                "UPDATE jobs SET state=?, generation=generation+1, ready_at=?, attempts=0, "
+                "processing_attempts=0, next_attempt_at=NULL, error=NULL, updated_at=? "
+                "WHERE id=?",
+                (JobState.RECEIVED, now, now, job_id),
+            )
+            out = self._one(db, "id=?", job_id)
+        assert out is not None
+        return out
+
+    # ---- receiving --------------------------------------------------------------------
+    def touch_study(self, study_uid: str, now: float | None = None) -> Job:
+        """Record that instances of a study are arriving: create its job or re-trigger it."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            job = self._one(db, "study_instance_uid=?", study_uid)
+            if job is None:
+                job_id = uuid.uuid4().hex[:16]
+                db.execute(
+                    "INSERT INTO jobs (id, study_instance_uid, state, created_at, updated_at, "
+                    "timings) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        job_id,
+                        study_uid,
+                        JobState.RECEIVED,
+                        now,
+                        now,
+                        json.dumps({"first_instance_at": now}),
+                    ),
+                )
+            elif job.state in _ACTIVE:
+                db.execute(
+                    "UPDATE jobs SET state=?, generation=generation+1, ready_at=NULL, "
+                    "attempts=0, processing_attempts=0, next_attempt_at=NULL, error=NULL, "
+                    "delivered_at=NULL, inputs_removed=0, updated_at=?, timings=? WHERE id=?",
+                    (JobState.RECEIVED, now, json.dumps({"first_instance_at": now}), job.id),
+                )
+            else:
+                db.execute("UPDATE jobs SET ready_at=NULL, updated_at=? WHERE id=?", (now, job.id))
+            out = self._one(db, "study_instance_uid=?", study_uid)
+        assert out is not None
+        return out
+
+    def mark_ready(self, study_uid: str, ready_at: float, last_instance_at: float) -> None:
+        """Study assembly: the study may be processed from ``ready_at`` on."""
+        with self._tx() as db:
+            job = self._one(db, "study_instance_uid=? AND state=?", study_uid, JobState.RECEIVED)
+            if job is None:
+                return
+            timings = self._merge_timings(
+                db, job.id, last_instance_at=last_instance_at, association_closed_at=time.time()
+            )
+            db.execute(
+                "UPDATE jobs SET ready_at=?, timings=?, updated_at=? WHERE id=?",
+                (ready_at, timings, time.time(), job.id),
+            )
+
+    # ---- processing -------------------------------------------------------------------
+    def next_ready(self, now: float | None = None) -> Job | None:
+        now = time.time() if now is None else now
+        with self._lock:
+            return self._one(
+                self._db,
+                "state=? AND ready_at IS NOT NULL AND ready_at<=? ORDER BY ready_at LIMIT 1",
+                JobState.RECEIVED,
+                now,
+            )
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time at which a job becomes ready or due for delivery."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(t) FROM (SELECT ready_at AS t FROM jobs WHERE state=? "
+                "UNION ALL SELECT next_attempt_at FROM jobs WHERE state=?)",
+                (JobState.RECEIVED, JobState.RESULTS_READY),
+            ).fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    def start_processing(self, job: Job, max_attempts: int = 3) -> Job | None:
+        """received -> processing for this generation; fails the job after too many crashes."""
+        now = time.time()
+        with self._tx() as db:
+            cur = self._one(
+                db, "id=? AND generation=? AND state=?", job.id, job.generation, JobState.RECEIVED
+            )
+            if cur is None:
+                return None
+            if cur.processing_attempts >= max_attempts:
+                db.execute(
+                    "UPDATE jobs SET state=?, error=?, updated_at=? WHERE id=?",
+                    (
+                        JobState.FAILED,
+                        f"processing did not finish after {max_attempts} attempts",
+                        now,
+                        job.id,
+                    ),
+                )
+                return None
+            timings = self._merge_timings(db, job.id, processing_started_at=now)
+            db.execute(
+                "UPDATE jobs SET state=?, processing_attempts=processing_attempts+1, "
+                "timings=?, updated_at=? WHERE id=?",
+                (JobState.PROCESSING, timings, now, job.id),
+            )
+            return self._one(db, "id=?", job.id)
+
+    def finish_processing(
+        self, job: Job, outputs: list[str], summary: dict[str, Any], seconds: float
+    ) -> bool:
+        """processing -> results_ready; False if the job was re-triggered meanwhile."""
+        now = time.time()
+        with self._tx() as db:
+            cur = self._one(
+                db, "id=? AND generation=? AND state=?", job.id, job.generation, JobState.PROCESSING
+            )
+            if cur is None:
+                return False
+            timings = self._merge_timings(db, job.id, processing_s=seconds, results_ready_at=now)
+            db.execute(
+                "UPDATE jobs SET state=?, outputs=?, summary=?, timings=?, attempts=0, "
+                "next_attempt_at=?, error=NULL, updated_at=? WHERE id=?",
+                (
+                    JobState.RESULTS_READY,
+                    json.dumps(outputs),
+                    json.dumps(summary),
+                    timings,
+                    now,
+                    now,
+                    job.id,
+                ),
+            )
+            return True
+
+    def fail(self, job: Job, reason: str) -> bool:
+        """Any unfinished state -> failed with a reason (for this generation only)."""
+        with self._tx() as db:
+            n = db.execute(
+                "UPDATE jobs SET state=?, error=?, updated_at=? WHERE id=? AND generation=? "
+                "AND state IN (?, ?, ?)",
+                (
+                    JobState.FAILED,
+                    reason[:2000],
+                    time.time(),
+                    job.id,
+                    job.generation,
+                    JobState.RECEIVED,
+                    JobState.PROCESSING,
+                    JobState.RESULTS_READY,
+                ),
+            ).rowcount
+        return n == 1
+
+    # ---- delivery ---------------------------------------------------------------------
+    def next_deliverable(self, now: float | None = None) -> Job | None:
+        now = time.time() if now is None else now
+        with self._lock:
+            return self._one(
+                self._db,
+                "state=? AND next_attempt_at<=? ORDER BY next_attempt_at LIMIT 1",
+                JobState.RESULTS_READY,
+                now,
+            )
+
+    def delivery_failed(self, job: Job, reason: str, backoff: Backoff) -> Job | None:
+        """Count a failed delivery attempt and schedule the next (or fail the job)."""
+        now = time.time()
+        with self._tx() as db:
+            cur = self._one(
+                db,
+                "id=? AND generation=? AND state=?",
+                job.id,
+                job.generation,
+                JobState.RESULTS_READY,
+            )
+            if cur is None:
+                return None
+            attempts = cur.attempts + 1
+            if attempts >= backoff.max_attempts:
+                db.execute(
+                    "UPDATE jobs SET state=?, attempts=?, error=?, updated_at=? WHERE id=?",
+                    (
+                        JobState.FAILED,
+                        attempts,
+                        f"delivery failed {attempts} times: {reason}",
+                        now,
+                        job.id,
+                    ),
+                )
+            else:
+                db.execute(
+                    "UPDATE jobs SET attempts=?, next_attempt_at=?, error=?, updated_at=? "
+                    "WHERE id=?",
+                    (attempts, now + backoff.delay(attempts), reason[:2000], now, job.id),
+                )
+            return self._one(db, "id=?", job.id)
+
+    def mark_delivered(self, job: Job, seconds: float) -> bool:
+        """results_ready -> delivered (confirmed by the PACS); False if re-triggered."""
+        now = time.time()
+        with self._tx() as db:
+            cur = self._one(
+                db,
+                "id=? AND generation=? AND state=?",
+                job.id,
+                job.generation,
+                JobState.RESULTS_READY,
+            )
+            if cur is None:
+                return False
+            timings = dict(cur.timings)
+            timings.update(delivery_s=round(seconds, 4), delivered_at=now)
+            if "association_closed_at" in timings:
+                timings["end_to_end_s"] = round(now - timings["association_closed_at"], 4)
+            db.execute(
+                "UPDATE jobs SET state=?, attempts=attempts+1, delivered_at=?, error=NULL, "
+                "timings=?, updated_at=? WHERE id=?",
+                (JobState.DELIVERED, now, json.dumps(timings), now, job.id),
+            )
+            return True
+
+    # ---- recovery and retention -------------------------------------------------------
+    def recover(self, quiet_seconds: float, now: float | None = None) -> int:
+        """After a restart: resume every unfinished job. Returns how many were touched.
+
+        Interrupted processing is re-run now; studies whose association was cut by the crash
+        become ready after the quiet period; results_ready keep their retry schedule.
+        """
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            n = db.execute(
+                "UPDATE jobs SET state=?, ready_at=?, updated_at=? WHERE state=?",
+                (JobState.RECEIVED, now, now, JobState.PROCESSING),
+            ).rowcount
+            n += db.execute(
+                "UPDATE jobs SET ready_at=?, updated_at=? WHERE state=? AND ready_at IS NULL",
+                (now + quiet_seconds, now, JobState.RECEIVED),
+            ).rowcount
+            n += db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state=?", (JobState.RESULTS_READY,)
+            ).fetchone()[0]
+        return int(n)
+
+    def due_for_cleanup(self, delivered_before: float) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE state=? AND inputs_removed=0 AND delivered_at<=?",
+                (JobState.DELIVERED, delivered_before),
+            ).fetchall()
+        return [_row_to_job(r) for r in rows]
+
+    def mark_inputs_removed(self, job: Job) -> bool:
+        with self._tx() as db:
+            n = db.execute(
+                "UPDATE jobs SET inputs_removed=1 WHERE id=? AND generation=? AND state=?",
+                (job.id, job.generation, JobState.DELIVERED),
+            ).rowcount
+        return n == 1

@@ -1,0 +1,169 @@
+"""The classifier the HTTP API and the pipeline use, swappable at run time.
+
+``ModelService.current()`` returns an immutable snapshot (classifier + where it came from);
+a request keeps using its snapshot even if ``reload()`` swaps in the MLflow ``champion``
+meanwhile. Loading happens outside the lock, only the swap is locked. ``infer_lock``
+serialises model use, because on this 2-core machine parallel forward passes only contend.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference import MODEL_NAME
+from inference.bundle import Classifier, load_bundle
+from inference.errors import ModelError
+from inference.registry import CHAMPION, file_sha256, resolve_model
+from plugin import metrics
+from plugin.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelOrigin:
+    name: str
+    version: str  # bundle version (training timestamp)
+    registry_version: str | None  # MLflow registered version, when loaded from the registry
+    source: str  # "bundled", a file name, or a models:/ URI
+    sha256: str
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    classifier: Classifier
+    origin: ModelOrigin
+
+
+@dataclass(frozen=True)
+class RegistryListing:
+    versions: list[dict[str, Any]]
+    error: str | None
+
+
+def _mlflow_client(tracking_uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _mlflow_errors() -> tuple[type[BaseException], ...]:
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException, OSError)
+
+
+class ModelService:
+    """Holds the current classifier; thread-safe reload from the MLflow registry."""
+
+    def __init__(self, model_ref: str | None, tracking_uri: str) -> None:
+        self._ref = model_ref
+        self._tracking_uri = tracking_uri
+        self._current: LoadedModel | None = None
+        self._swap = threading.Lock()
+        self._reloading = threading.Lock()
+        self.infer_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelService:
+        return cls(settings.model, settings.tracking_uri())
+
+    @classmethod
+    def from_classifier(cls, clf: Classifier, source: str, tracking_uri: str) -> ModelService:
+        """A service around an already loaded classifier (tests, the pipeline's own model)."""
+        svc = cls(None, tracking_uri)
+        origin = ModelOrigin(clf.meta.name, clf.version, None, source, "")
+        svc._set(LoadedModel(clf, origin))
+        return svc
+
+    @property
+    def loaded(self) -> bool:
+        return self._current is not None
+
+    def load_initial(self) -> LoadedModel:
+        """Load the configured model (settings.model; None = the bundled one)."""
+        model = self._load(self._ref)
+        self._set(model)
+        return model
+
+    def current(self) -> LoadedModel:
+        model = self._current
+        if model is None:
+            raise ModelError("no model loaded")
+        return model
+
+    def reload(self, alias: str = CHAMPION) -> tuple[LoadedModel | None, LoadedModel]:
+        """Switch to the version the registry alias points at now; (previous, current)."""
+        if not self._reloading.acquire(blocking=False):
+            raise ModelError("a reload is already in progress")
+        try:
+            version = self._alias_version(alias)
+            model = self._load(f"models:/{MODEL_NAME}/{version}", registry_version=version)
+            previous = self._current
+            self._set(model)
+            log.info("model reloaded: %s version %s (registry %s)", model.origin.name,
+                     model.origin.version, version)  # fmt: skip
+            return previous, model
+        finally:
+            self._reloading.release()
+
+    def list_registered(self) -> RegistryListing:
+        """Registered versions of brainxai-densenet169 (newest first), or why not."""
+        from inference.registry import list_versions
+
+        try:
+            rows = list_versions(self._tracking_uri)
+            if rows:
+                rows = self._with_aliases(rows)
+        except _mlflow_errors() as exc:
+            log.warning("cannot list registered models: %s", exc)
+            return RegistryListing([], f"model registry unavailable: {type(exc).__name__}")
+        return RegistryListing(rows, None)
+
+    def _with_aliases(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """search_model_versions leaves aliases empty; the registered model has them."""
+        model = _mlflow_client(self._tracking_uri).get_registered_model(MODEL_NAME)
+        by_version: dict[str, list[str]] = {}
+        for alias, version in (getattr(model, "aliases", None) or {}).items():
+            by_version.setdefault(str(version), []).append(str(alias))
+        return [
+            {
+                **r,
+                "aliases": sorted(
+                    set(r.get("aliases", [])) | set(by_version.get(r["version"], []))
+                ),
+            }
+            for r in rows
+        ]
+
+    def _alias_version(self, alias: str) -> str:
+        try:
+            mv = _mlflow_client(self._tracking_uri).get_model_version_by_alias(MODEL_NAME, alias)
+        except _mlflow_errors() as exc:
+            raise ModelError(f"no '{alias}' version of {MODEL_NAME} in the registry") from exc
+        return str(mv.version)
+
+    def _load(self, ref: str | None, registry_version: str | None = None) -> LoadedModel:
+        try:
+            path = resolve_model(ref, self._tracking_uri)
+        except _mlflow_errors() as exc:
+            raise ModelError(f"cannot resolve model {ref}: {exc}") from exc
+        clf = load_bundle(path)
+        source = "bundled" if ref in (None, "", "bundled") else _describe(ref)
+        origin = ModelOrigin(clf.meta.name, clf.version, registry_version, source,
+                             file_sha256(path))  # fmt: skip
+        return LoadedModel(clf, origin)
+
+    def _set(self, model: LoadedModel) -> None:
+        with self._swap:
+            self._current = model
+        metrics.set_model(model.origin.name, model.origin.version)
+
+
+def _describe(ref: str) -> str:
+    """A models:/ URI as is; a file path as its name only (no directory layout leaks)."""
+    return ref if ref.startswith("models:/") else Path(ref).name

@@ -1,0 +1,253 @@
+"""The running service: DICOM node + study assembly + worker + delivery + HTTP API.
+
+Threads: pynetdicom's association threads feed the StudyAssembler; one worker thread runs
+the analysis; one delivery thread sends and confirms results; one housekeeping thread
+applies the input retention. The HTTP API (plugin.api) runs in uvicorn on the main thread.
+On start, ``JobStore.recover`` resumes every job left unfinished by a crash.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dicom_io.network import Peer
+from dicom_io.store_scp import ScpOptions, StoreScp, allowed_aets
+from inference.errors import JobError, ModelError
+from plugin.assembly import StudyAssembler
+from plugin.delivery import Deliverer, DeliveryOptions
+from plugin.job_store import Backoff, Job, JobStore, default_path
+from plugin.orthanc_client import OrthancOptions
+from plugin.settings import Settings
+from plugin.worker import (
+    Processor,
+    ProcessResult,
+    Worker,
+    WorkerOptions,
+    remove_delivered_inputs,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceContext:
+    """What processors and the HTTP API share: settings, job store, current classifier."""
+
+    settings: Settings
+    store: JobStore
+    get_classifier: Callable[[], Any]
+    models: Any = None  # plugin.model_service.ModelService when the API is available
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _model_service(settings: Settings) -> Any:
+    try:
+        from plugin.model_service import ModelService
+    except ImportError:
+        return None
+    models = ModelService.from_settings(settings)
+    try:
+        models.load_initial()
+    except ModelError as exc:
+        log.error("model not loaded: %s", exc)
+    return models
+
+
+def _classifier_getter(models: Any) -> Callable[[], Any]:
+    def get() -> Any:
+        if models is None:
+            raise ModelError("no model service available")
+        return models.current().classifier
+
+    return get
+
+
+def pipeline_processor(context: ServiceContext) -> Processor:
+    """The built-in processor: plugin.pipeline.analyze_paths with the current classifier."""
+
+    def process(paths: list[Path], out_dir: Path) -> ProcessResult:
+        try:
+            pipeline: Any = importlib.import_module("plugin.pipeline")
+            attribution: Any = importlib.import_module("explain.attribution")
+        except ImportError as exc:
+            raise JobError(f"the analysis pipeline is not available: {exc}") from exc
+        settings = context.settings
+        options = pipeline.PipelineOptions(
+            methods=attribution.parse_methods(list(settings.methods)),
+            rules_path=settings.selection_rules,
+        )
+        summary = pipeline.analyze_paths(paths, context.get_classifier(), out_dir, options)
+        outputs = [Path(p) for study in summary["studies"] for p in study["outputs"]]
+        return ProcessResult(outputs=outputs, summary=summary)
+
+    return process
+
+
+def load_processor(spec: str | None, context: ServiceContext) -> Processor:
+    """``module:factory`` -> factory(context); None -> the built-in pipeline processor."""
+    if not spec:
+        return pipeline_processor(context)
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise JobError(f"processor must be 'module:factory', got {spec!r}")
+    factory = getattr(importlib.import_module(module_name), attr)
+    processor: Processor = factory(context)
+    return processor
+
+
+def delivery_options(settings: Settings) -> DeliveryOptions:
+    return DeliveryOptions(
+        peer=Peer(
+            settings.orthanc_dicom_host,
+            settings.orthanc_dicom_port,
+            settings.orthanc_aet,
+            calling_aet=settings.ae_title,
+        ),  # fmt: skip
+        orthanc=OrthancOptions(
+            settings.orthanc_url, settings.orthanc_username, settings.orthanc_password
+        ),  # fmt: skip
+        method=settings.delivery,
+        confirm=settings.delivery_confirm,
+        backoff=Backoff(
+            base=settings.delivery_backoff_seconds,
+            max_delay=settings.delivery_backoff_max_seconds,
+            max_attempts=settings.delivery_max_attempts,
+        ),  # fmt: skip
+    )
+
+
+class Service:
+    """Owns every component; ``start()``/``stop()`` or ``serve_forever()``."""
+
+    def __init__(
+        self, settings: Settings, processor: Processor | None = None, api: bool = True
+    ) -> None:
+        self.settings = settings
+        data = settings.data_dir
+        self.store = JobStore(default_path(settings))
+        self.with_api = api
+        needs_model = api or (processor is None and not settings.processor)
+        models = _model_service(settings) if needs_model else None
+        self.context = ServiceContext(settings, self.store, _classifier_getter(models), models)
+        self.stop_event = threading.Event()
+        self.worker_options = WorkerOptions(
+            incoming_dir=data / "incoming",
+            results_dir=data / "results",
+            max_processing_attempts=settings.max_processing_attempts,
+        )
+        self.worker = Worker(
+            self.store,
+            processor or load_processor(settings.processor, self.context),
+            self.worker_options,
+            on_results=lambda: self.deliverer.wake.set(),
+        )
+        self.deliverer = Deliverer(self.store, delivery_options(settings), self._delivered)
+        self.assembler = StudyAssembler(
+            self.store, settings.quiet_seconds, on_ready=self.worker.wake.set
+        )
+        self.scp = StoreScp(
+            ScpOptions(
+                ae_title=settings.ae_title,
+                incoming_dir=self.worker_options.incoming_dir,
+                host=settings.dicom_host,
+                port=settings.dicom_port,
+                allowed_calling_aets=allowed_aets(settings.allowed_calling_aets),
+                fsync=settings.store_fsync,
+            ),
+            self.assembler,
+        )
+        self._housekeeping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _delivered(self, job: Job) -> None:
+        self._housekeeping.set()
+
+    def _housekeeping_loop(self) -> None:
+        while not self.stop_event.is_set():
+            remove_delivered_inputs(self.store, self.assembler, self.worker_options,
+                                    self.settings.retention_hours)  # fmt: skip
+            self._housekeeping.wait(60.0)
+            self._housekeeping.clear()
+
+    def start(self) -> None:
+        resumed = self.store.recover(self.settings.quiet_seconds)
+        if resumed:
+            log.info("resuming %d unfinished job(s)", resumed)
+        self.scp.start()
+        for name, target in (
+            ("worker", lambda: self.worker.run(self.stop_event)),
+            ("delivery", lambda: self.deliverer.run(self.stop_event)),
+            ("housekeeping", self._housekeeping_loop),
+        ):
+            thread = threading.Thread(target=target, name=f"brainxai-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop accepting associations, then let the threads finish their current step."""
+        self.scp.stop()
+        self.stop_event.set()
+        self.worker.wake.set()
+        self.deliverer.wake.set()
+        self._housekeeping.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        alive = [t.name for t in self._threads if t.is_alive()]
+        self._threads.clear()
+        if alive:
+            log.warning("still busy at shutdown: %s (resumed at the next start)", alive)
+            return
+        self.store.close()
+        log.info("service stopped")
+
+    def serve_forever(self) -> None:
+        """Run until SIGTERM/SIGINT; the HTTP API runs if plugin.api is available.
+
+        uvicorn runs in a thread (so it installs no signal handlers of its own); the main
+        thread waits for the signal, then stops the API and every other component.
+        """
+        self.start()
+        server = None
+        try:
+            app = self._api_app() if self.with_api else None
+            if app is not None:
+                import uvicorn
+
+                config = uvicorn.Config(app, host=self.settings.http_host,
+                                        port=self.settings.http_port, log_config=None)  # fmt: skip
+                server = uvicorn.Server(config)
+                api = threading.Thread(target=server.run, name="brainxai-http", daemon=True)
+                api.start()
+                self._threads.append(api)
+            self._wait_for_signal()
+        finally:
+            if server is not None:
+                server.should_exit = True
+            self.stop()
+
+    def _wait_for_signal(self) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            log.info("signal %d received: stopping", signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        while not self.stop_event.wait(1.0):
+            pass
+
+    def _api_app(self) -> Any:
+        try:
+            from plugin.api import ApiContext, create_app
+        except ImportError as exc:
+            log.warning("HTTP API not available (%s): DICOM node only", exc)
+            return None
+        models = self.context.models
+        ctx = ApiContext(models=models, jobs=self.store, jobs_path=default_path(self.settings))
+        return create_app(self.settings, ctx)

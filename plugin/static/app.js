@@ -1,0 +1,180 @@
+// brainxai web page: upload -> /v1/predict, show probabilities and heatmaps; jobs table.
+// Vanilla JS, no build step, no CDN. The bearer token lives in sessionStorage only.
+"use strict";
+
+const TOKEN_KEY = "brainxai.token";
+const $ = (id) => document.getElementById(id);
+
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+function authHeaders() {
+  const t = token();
+  return t ? { Authorization: "Bearer " + t } : {};
+}
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+async function apiFetch(path, options) {
+  const response = await fetch(path, { ...(options || {}), headers: { ...authHeaders() } });
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  if (!response.ok) {
+    const detail = body && body.detail ? body.detail : response.statusText;
+    throw new Error(`HTTP ${response.status}: ${detail}`);
+  }
+  return body;
+}
+
+function selectedMethods() {
+  const boxes = document.querySelectorAll("#methods input:checked");
+  const names = Array.from(boxes, (b) => b.value);
+  return names.length ? names.join(",") : "gradcam";
+}
+
+async function predict(file) {
+  showError("");
+  $("status").textContent = `Analysing ${file.name} ...`;
+  const form = new FormData();
+  form.append("file", file, file.name);
+  try {
+    const url = "/v1/predict?methods=" + encodeURIComponent(selectedMethods());
+    const result = await apiFetch(url, { method: "POST", body: form });
+    renderResult(result);
+    $("status").textContent = "";
+  } catch (err) {
+    $("status").textContent = "";
+    showError(err.message);
+  }
+}
+
+function renderResult(r) {
+  $("result").hidden = false;
+  $("result-class").textContent = r.class;
+  $("result-disclaimer").textContent = r.disclaimer;
+  $("result-model").textContent = `${r.model.name} ${r.model.version}`;
+  const src = r.source;
+  $("result-source").textContent = `${src.kind} ${src.columns}x${src.rows}` +
+    (src.frame_count > 1 ? ` (slice ${src.frame_index + 1} of ${src.frame_count})` : "");
+  const total = Object.values(r.timings_ms).reduce((a, b) => a + b, 0);
+  $("result-timing").textContent = `${total.toFixed(0)} ms`;
+  renderProbabilities(r.probabilities, r.class);
+  renderViews(r);
+}
+
+function renderProbabilities(probs, top) {
+  const box = $("probs");
+  box.replaceChildren();
+  const sorted = Object.entries(probs).sort((a, b) => b[1] - a[1]);
+  for (const [name, p] of sorted) {
+    const fill = el("div", { style: `width:${(100 * p).toFixed(1)}%` });
+    const row = el("div", { class: "row" + (name === top ? " top" : ""), "data-class": name },
+      el("span", {}, name), el("div", { class: "bar" }, fill),
+      el("span", {}, (100 * p).toFixed(1) + " %"));
+    box.append(row);
+  }
+}
+
+function renderViews(r) {
+  const box = $("views");
+  box.replaceChildren();
+  for (const [method, ex] of Object.entries(r.explanations)) {
+    const heat = el("img", { class: "heat", src: ex.overlay_png, alt: `${method} heatmap` });
+    heat.style.opacity = "0.6";
+    const slider = el("input", { type: "range", min: "0", max: "100", value: "60",
+      "aria-label": `${method} opacity` });
+    slider.addEventListener("input", () => { heat.style.opacity = String(slider.value / 100); });
+    const quality = el("ul", { class: "quality" });
+    for (const [k, v] of Object.entries(ex.quality)) {
+      quality.append(el("li", {}, `${k}: ${v === null ? "n/a" : Number(v).toFixed(3)}`));
+    }
+    const raw = el("a", { href: ex.raw_png16, download: `${method}-raw16.png` }, "raw 16-bit map");
+    box.append(el("div", { class: "view", "data-method": method },
+      el("h3", {}, method),
+      el("div", { class: "stack" }, el("img", { src: r.image_png, alt: "analysed image" }), heat),
+      el("label", {}, "heatmap opacity ", slider), quality, raw));
+  }
+}
+
+async function loadJobs() {
+  const tbody = document.querySelector("#jobs tbody");
+  try {
+    const data = await apiFetch("/v1/jobs?limit=50");
+    tbody.replaceChildren();
+    for (const job of data.jobs) tbody.append(jobRow(job));
+    $("jobs-status").textContent = data.count ? "" : "No jobs yet.";
+  } catch (err) {
+    $("jobs-status").textContent = "Jobs unavailable: " + err.message;
+  }
+}
+
+function formatTime(value) {
+  if (value === null || value === undefined) return "";
+  const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+  return isNaN(date) ? String(value) : date.toISOString().replace("T", " ").slice(0, 19) + " UTC";
+}
+
+function jobRow(job) {
+  const summary = job.summary || {};
+  const what = job.error || summary.decision || summary.class || summary.status || "";
+  const cell = el("td");
+  if (job.state === "failed") {
+    const button = el("button", { type: "button" }, "Retry");
+    button.addEventListener("click", async () => {
+      try { await apiFetch(`/v1/jobs/${encodeURIComponent(job.id)}/retry`, { method: "POST" }); }
+      catch (err) { showError(err.message); }
+      loadJobs();
+    });
+    cell.append(button);
+  }
+  return el("tr", { "data-job": job.id },
+    el("td", { class: "uid" }, job.id), el("td", { class: "uid" }, job.study_instance_uid),
+    el("td", { class: "state-" + job.state }, job.state), el("td", {}, job.attempts),
+    el("td", {}, formatTime(job.updated_at)),
+    el("td", {}, typeof what === "string" ? what : JSON.stringify(what)), cell);
+}
+
+function setupDropzone() {
+  const zone = $("dropzone");
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    const file = e.dataTransfer && e.dataTransfer.files[0];
+    if (file) predict(file);
+  });
+  $("file").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    if (file) predict(file);
+  });
+}
+
+function setupToken() {
+  $("token").value = token();
+  $("token-state").textContent = token() ? "token set for this tab" : "no token";
+  $("save-token").addEventListener("click", () => {
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    $("token-state").textContent = token() ? "token set for this tab" : "no token";
+    loadJobs();
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupToken();
+  setupDropzone();
+  $("refresh-jobs").addEventListener("click", loadJobs);
+  loadJobs();
+});

@@ -1,0 +1,122 @@
+"""Helpers for the HTTP API tests: the model to use, settings, an app, a live server."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from inference.bundle import BUNDLED_MODEL, Classifier, load_bundle
+from plugin.api import ApiContext, create_app
+from plugin.job_store import JobStore
+from plugin.model_service import ModelService
+from plugin.settings import Settings
+
+TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def model_path() -> Path:
+    """The bundled model; BRAINXAI_TEST_MODEL may name another bundle (e.g. a dev model)."""
+    if BUNDLED_MODEL.is_file():
+        return BUNDLED_MODEL
+    other = os.environ.get("BRAINXAI_TEST_MODEL")
+    if other and Path(other).is_file():
+        return Path(other)
+    pytest.skip(f"no model: {BUNDLED_MODEL} missing and BRAINXAI_TEST_MODEL not set")
+
+
+@functools.cache
+def _classifier(path: str) -> Classifier:
+    return load_bundle(path)
+
+
+def classifier() -> Classifier:
+    return _classifier(str(model_path()))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "api_token": TOKEN,
+        "orthanc_url": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def make_context(settings: Settings, with_model: bool = True) -> ApiContext:
+    uri = settings.tracking_uri()
+    if with_model:
+        models = ModelService.from_classifier(classifier(), model_path().name, uri)
+    else:
+        models = ModelService(None, uri)
+    path = settings.data_dir / "jobs.sqlite"
+    return ApiContext(models=models, jobs=JobStore(path), jobs_path=path)
+
+
+def make_app(tmp_path: Path, with_model: bool = True, **overrides: Any) -> Any:
+    settings = make_settings(tmp_path, **overrides)
+    return create_app(settings, make_context(settings, with_model))
+
+
+def phantom_png(size: int = 256, bits: int = 8) -> bytes:
+    """A synthetic axial 'head': bright ellipse, darker ventricles, one bright lesion."""
+    y, x = np.mgrid[:size, :size] / size - 0.5
+    img = np.where((x / 0.38) ** 2 + (y / 0.45) ** 2 < 1, 0.55, 0.0)
+    img = np.where((x / 0.08) ** 2 + (y / 0.15) ** 2 < 1, 0.25, img)
+    img = np.where((x - 0.15) ** 2 + (y + 0.1) ** 2 < 0.004, 1.0, img)
+    scale = 65535 if bits == 16 else 255
+    arr = (img * scale).astype(np.uint16 if bits == 16 else np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def sample_jpeg() -> Path:
+    folder = SHARED_DATA / "brain-tumor-mri" / "Training" / "glioma"
+    files = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+    if not files:
+        pytest.skip(f"shared data not available: {folder}")
+    return files[0]
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """Run the app with uvicorn on a free 127.0.0.1 port in a thread; yields the base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,87 @@
+"""Jobs endpoints and /metrics against a real SQLite job store in a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from api_support import AUTH, make_settings
+from fastapi.testclient import TestClient
+
+from plugin import metrics
+from plugin.api import ApiContext, create_app
+from plugin.job_store import JobStore
+from plugin.model_service import ModelService
+
+STUDY_A = "1.2.826.0.1.3680043.8.498.1001"
+STUDY_B = "1.2.826.0.1.3680043.8.498.1002"
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[TestClient, JobStore]:
+    settings = make_settings(tmp_path)
+    store = JobStore(tmp_path / "jobs.sqlite")
+    ctx = ApiContext(ModelService(None, settings.tracking_uri()), store, tmp_path / "jobs.sqlite")
+    return TestClient(create_app(settings, ctx)), store
+
+
+def test_list_get_and_retry(setup: tuple[TestClient, JobStore]) -> None:
+    client, store = setup
+    ok = store.touch_study(STUDY_A)
+    failed = store.touch_study(STUDY_B)
+    assert store.fail(failed, "delivery failed 3 times: connection refused")
+
+    r = client.get("/v1/jobs", headers=AUTH)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["count"] == 2
+    states = {j["study_instance_uid"]: j["state"] for j in body["jobs"]}
+    assert states == {STUDY_A: "received", STUDY_B: "failed"}
+
+    one = client.get(f"/v1/jobs/{failed.id}", headers=AUTH).json()
+    assert one["error"].startswith("delivery failed") and one["state"] == "failed"
+
+    r = client.post(f"/v1/jobs/{ok.id}/retry", headers=AUTH)
+    assert r.status_code == 409 and r.json()["code"] == "conflict"
+    r = client.post(f"/v1/jobs/{failed.id}/retry", headers=AUTH)
+    assert r.status_code == 200 and r.json()["state"] == "received"
+    assert store.get(failed.id).state == "received"  # type: ignore[union-attr]
+
+    assert client.get("/v1/jobs/nope", headers=AUTH).status_code == 404
+    assert client.post("/v1/jobs/nope/retry", headers=AUTH).status_code == 404
+    assert client.get("/v1/jobs?limit=1", headers=AUTH).json()["count"] == 1
+    assert client.get("/v1/jobs?limit=0", headers=AUTH).status_code == 422
+
+
+def test_jobs_need_token(setup: tuple[TestClient, JobStore]) -> None:
+    client, _ = setup
+    assert client.get("/v1/jobs").status_code == 401
+    assert client.get("/metrics").status_code == 401
+
+
+def test_metrics_count_jobs_by_state_without_uids(setup: tuple[TestClient, JobStore]) -> None:
+    client, store = setup
+    job = store.touch_study(STUDY_A)
+    store.fail(job, "boom")
+    store.touch_study(STUDY_B)
+    metrics.observe_stage("inference", 0.07)
+    metrics.inc_received(3)
+    metrics.inc_retry()
+    assert client.get(f"/v1/jobs/{job.id}", headers=AUTH).status_code == 200
+    r = client.get("/metrics", headers=AUTH)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert 'brainxai_jobs{state="failed"} 1' in text
+    assert 'brainxai_jobs{state="received"} 1' in text
+    assert 'brainxai_stage_seconds_bucket{stage="inference",le="0.1"}' in text
+    assert "brainxai_received_instances_total" in text
+    assert 'route="/v1/jobs/{job_id}",method="GET",status="200"' in text  # template, not id
+    assert STUDY_A not in text and STUDY_B not in text and job.id not in text
+
+
+def test_no_job_store_is_503(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    ctx = ApiContext(ModelService(None, settings.tracking_uri()))
+    client = TestClient(create_app(settings, ctx))
+    r = client.get("/v1/jobs", headers=AUTH)
+    assert r.status_code == 503 and r.json()["code"] == "unavailable"

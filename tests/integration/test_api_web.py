@@ -1,0 +1,91 @@
+"""The web page in headless Chromium (Playwright driving /usr/bin/chromium).
+
+The API runs with uvicorn on a free 127.0.0.1 port; the test types the token, drops a file
+on the drop zone, and checks the class, the probability bars, the heatmap opacity slider,
+the jobs table and that no request leaves the server (no CDN). The screenshot is kept in
+test-artifacts/web_page.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from api_support import AUTH, REPO, TOKEN, live_server, make_context, make_settings, phantom_png
+
+from inference import CLASSES
+from plugin.api import create_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+STUDY = "1.2.826.0.1.3680043.8.498.2001"
+
+DROP_JS = """([b64, name]) => {
+  const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], name, {type: "application/octet-stream"}));
+  const zone = document.getElementById("dropzone");
+  const init = {dataTransfer: dt, bubbles: true, cancelable: true};
+  zone.dispatchEvent(new DragEvent("dragover", init));
+  zone.dispatchEvent(new DragEvent("drop", init));
+}"""
+
+
+def test_web_page_predicts_a_dropped_file(tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium not installed (apt-get install chromium)")
+    settings = make_settings(tmp_path)
+    ctx = make_context(settings)
+    failed = ctx.jobs.touch_study(STUDY)  # type: ignore[union-attr]
+    ctx.jobs.fail(failed, "delivery failed 3 times: connection refused")  # type: ignore[union-attr]
+    image = phantom_png(256)
+    outside: list[str] = []
+
+    with live_server(create_app(settings, ctx)) as url:
+        expected = httpx.post(f"{url}/v1/predict", files={"file": ("a", image)}, headers=AUTH)
+        assert expected.status_code == 200
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 1100})
+                page.on("request", lambda r: None if r.url.startswith((url, "data:"))
+                        else outside.append(r.url))  # fmt: skip
+                page.goto(url + "/")
+                assert "RESEARCH USE ONLY" in page.inner_text("#banner")
+                page.fill("#token", TOKEN)
+                page.click("#save-token")
+                page.wait_for_selector("#jobs tbody tr[data-job]", timeout=15_000)
+                assert "failed" in page.inner_text("#jobs tbody")
+
+                page.evaluate(DROP_JS, [base64.b64encode(image).decode(), "phantom.png"])
+                page.wait_for_function(
+                    "document.getElementById('result-class').textContent.length > 0",
+                    timeout=30_000,
+                )
+                shown = page.inner_text("#result-class")
+                assert shown in CLASSES and shown == expected.json()["class"]
+                assert page.locator("#probs .row").count() == len(CLASSES)
+                assert page.locator("#views .view[data-method=gradcam] img.heat").count() == 1
+                page.locator("#views input[type=range]").first.fill("20")
+                opacity = page.eval_on_selector("#views img.heat", "e => e.style.opacity")
+                assert opacity == "0.2"
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
+
+                page.evaluate(DROP_JS, [base64.b64encode(b"not an image").decode(), "x.png"])
+                page.wait_for_selector("#error:not([hidden])", timeout=15_000)
+                assert "HTTP 415" in page.inner_text("#error")
+            finally:
+                browser.close()
+    assert outside == []
+    assert (ARTIFACTS / "web_page.png").stat().st_size > 10_000

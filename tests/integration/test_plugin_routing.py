@@ -1,0 +1,144 @@
+"""Full run: upload to Orthanc -> Lua auto-routing -> brainxai serve -> results in the study."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import (
+    ARTIFACTS,
+    BRAINXAI,
+    BrainxaiProcess,
+    OrthancProcess,
+    free_port,
+    study_dir,
+    wait_until,
+)
+from PIL import Image
+from plugin_processor import SC_SERIES_NUMBER
+from pydicom import dcmread
+
+from plugin.job_store import JobState, JobStore
+
+pytestmark = pytest.mark.integration
+
+
+def sc_series(orthanc: OrthancProcess, study_id: str) -> dict | None:
+    for s in orthanc.series_of(study_id):
+        if s["MainDicomTags"].get("SeriesNumber") == str(SC_SERIES_NUMBER):
+            return s
+    return None
+
+
+def delivered_job(store: JobStore, study_uid: str):
+    job = store.get_by_study(study_uid)
+    return job if job is not None and job.state == JobState.DELIVERED else None
+
+
+def stays(condition, seconds: float) -> bool:
+    """True if ``condition`` holds at every poll during ``seconds`` (a negative check)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if not condition():
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def screenshot(url: str, out: Path, tmp: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp / 'chromium'}", "--hide-scrollbars",
+         "--virtual-time-budget=8000", f"--screenshot={out}", "--window-size=1024,768", url],
+        check=True, capture_output=True, timeout=90,
+    )  # fmt: skip
+
+
+def test_routed_study_is_processed_and_results_land_in_the_same_study(
+    orthanc: OrthancProcess, brainxai_factory, tmp_path: Path
+) -> None:
+    files = sorted(study_dir("pgbm-001-t1post").glob("*.dcm"))
+    first = dcmread(files[0], stop_before_pixels=True)
+    study_uid = str(first.StudyInstanceUID)
+    orthanc.delete_study(study_uid)
+    http_port = free_port()
+    brainxai: BrainxaiProcess = brainxai_factory(
+        BRAINXAI_HTTP_PORT=str(http_port), BRAINXAI_ALLOW_NO_AUTH="true"
+    )
+    brainxai.args = ()  # with the HTTP API
+    brainxai.start(timeout=60)
+
+    study_id = orthanc.upload(files)
+    store = JobStore(brainxai.data_dir / "jobs.sqlite")
+    job = wait_until(lambda: delivered_job(store, study_uid), 60, "results delivered")
+
+    # the SC series is in the same study, once per input instance
+    series = wait_until(lambda: sc_series(orthanc, study_id), 10, "SC series in Orthanc")
+    assert len(series["Instances"]) == len(files)
+    assert len(job.outputs) == len(files)
+    originals = [s for s in orthanc.series_of(study_id) if s["ID"] != series["ID"]]
+    assert [len(s["Instances"]) for s in originals] == [len(files)]
+    timings = job.timings
+    incoming = brainxai.data_dir / "incoming" / study_uid
+    wait_until(lambda: not incoming.exists(), 10, "inputs removed after delivery (retention 0)")
+    assert timings["end_to_end_s"] > 0 and timings["processing_s"] > 0
+
+    # results arriving in the study must not route it again (no loop)
+    def still_once() -> bool:
+        j = store.get_by_study(study_uid)
+        return j is not None and j.generation == 1 and j.state == JobState.DELIVERED
+
+    assert stays(still_once, 3.0), "the study was routed again after our results arrived"
+    with orthanc.client() as c:
+        routed = c.get(f"/series/{originals[0]['ID']}/metadata/BrainxaiRouted").text
+    assert routed == str(len(files))
+
+    # the HTTP API of the same service lists the job
+    r = httpx.get(f"http://127.0.0.1:{http_port}/v1/jobs", timeout=10, trust_env=False)
+    assert r.status_code == 200 and job.id in r.text
+
+    # the SC series renders in Orthanc's web viewer (headless Chromium)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "orthanc-webviewer-sc.png"
+    shot.unlink(missing_ok=True)
+    screenshot(f"{orthanc.url}/web-viewer/app/viewer.html?series={series['ID']}", shot, tmp_path)
+    img = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert img.shape == (768, 1024)
+    assert img.std() > 10, "the viewer page looks blank"
+
+    # no patient name or ID anywhere in the service's log of the full run
+    assert brainxai.stop() == 0  # graceful shutdown on SIGTERM
+    log = brainxai.log_text()
+    assert "delivered and confirmed" in log and "service stopped" in log
+    for value in (str(first.PatientName), str(first.PatientID)):
+        assert value and value not in log
+    store.close()
+
+
+def test_demo_command_uploads_waits_and_prints_timings(
+    orthanc: OrthancProcess, brainxai_factory, tmp_path: Path
+) -> None:
+    folder = study_dir("pgbm-001-t1post")
+    brainxai = brainxai_factory()
+    brainxai.start()
+    orthanc.upload(sorted(folder.glob("*.dcm"))[:1])  # already present: needs --replace
+    demo = subprocess.run(
+        [str(BRAINXAI), "demo", "--study", str(folder), "--orthanc", orthanc.url,
+         "--replace", "--timeout", "60"],
+        env=brainxai.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    out = demo.stdout
+    assert "24 result instance(s) confirmed in Orthanc" in out
+    assert "end of routed association -> results confirmed" in out
+    assert "brainxai test SC" in out
+    print(out)
