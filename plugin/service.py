@@ -8,6 +8,7 @@ On start, ``JobStore.recover`` resumes every job left unfinished by a crash.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import signal
@@ -83,7 +84,10 @@ def pipeline_processor(context: ServiceContext) -> Processor:
             methods=attribution.parse_methods(list(settings.methods)),
             rules_path=settings.selection_rules,
         )
-        summary = pipeline.analyze_paths(paths, context.get_classifier(), out_dir, options)
+        # The API's predictions use the same network (and explanation hooks): take turns.
+        lock = getattr(context.models, "infer_lock", None) or contextlib.nullcontext()
+        with lock:
+            summary = pipeline.analyze_paths(paths, context.get_classifier(), out_dir, options)
         outputs = [Path(p) for study in summary["studies"] for p in study["outputs"]]
         return ProcessResult(outputs=outputs, summary=summary)
 

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
     allowed_calling_aets: list[str] = Field(default_factory=lambda: ["ORTHANC"])
-    quiet_seconds: float = 2.0
+    quiet_seconds: float = 0.5
     store_fsync: bool = Field(True, description="fsync each received instance before success")
 
     # Orthanc (delivery target)

@@ -30,4 +30,6 @@ fi
 .venv/bin/python -m pip install -q "torch==2.13.0" || \
   .venv/bin/python -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 .venv/bin/python -m pip install -q -e ".[dev]"
+# Test-only cross-check reference; --no-deps keeps PyPI torchvision out (see pyproject.toml).
+.venv/bin/python -m pip install -q --no-deps "grad-cam==1.5.7"
 echo "setup: done (.venv ready)"

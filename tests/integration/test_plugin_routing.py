@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -142,3 +143,68 @@ def test_demo_command_uploads_waits_and_prints_timings(
     assert "end of routed association -> results confirmed" in out
     assert "brainxai test SC" in out
     print(out)
+
+
+def test_routing_while_brainxai_is_down_then_manual_send(
+    orthanc: OrthancProcess, brainxai_factory
+) -> None:
+    files = sorted(study_dir("pgbm-001-t1post").glob("*.dcm"))
+    study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    orthanc.delete_study(study_uid)
+    log = orthanc.workdir / "orthanc.log"
+    start = log.stat().st_size
+    study_id = orthanc.upload(files)  # nothing listens on the brainxai port
+    wait_until(
+        lambda: f"brainxai routing: store of study {study_id}" in log.read_text()[start:],
+        30, "the routing failure in Orthanc's log",
+    )  # fmt: skip
+    (series,) = orthanc.series_of(study_id)
+    with orthanc.client() as c:
+        assert "BrainxaiRouted" not in c.get(f"/series/{series['ID']}/metadata").json()
+
+    brainxai = brainxai_factory()
+    brainxai.start()
+    with orthanc.client() as c:
+        body = {"Resources": [series["ID"]], "Synchronous": True}
+        c.post("/modalities/brainxai/store", json=body).raise_for_status()
+    store = JobStore(brainxai.data_dir / "jobs.sqlite")
+    wait_until(lambda: delivered_job(store, study_uid), 60, "results of the manual send")
+    sc = wait_until(lambda: sc_series(orthanc, study_id), 10, "SC series")
+    assert len(sc["Instances"]) == len(files)
+    store.close()
+
+
+SC_PM_SR = {
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
+    "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map Storage
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR Storage
+}
+
+
+@pytest.mark.slow
+def test_real_pipeline_results_land_in_the_same_study(
+    orthanc: OrthancProcess, brainxai_factory
+) -> None:
+    from inference.bundle import BUNDLED_MODEL
+
+    model = Path(os.environ.get("BRAINXAI_TEST_MODEL", BUNDLED_MODEL))
+    if not model.is_file():
+        pytest.skip(f"model missing: {model} (bundled, or set BRAINXAI_TEST_MODEL)")
+    files = sorted(study_dir("pgbm-001-t1post").glob("*.dcm"))
+    study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    orthanc.delete_study(study_uid)
+    brainxai = brainxai_factory(BRAINXAI_PROCESSOR="", BRAINXAI_MODEL=str(model))  # the pipeline
+    brainxai.start(timeout=120)
+    study_id = orthanc.upload(files)
+    store = JobStore(brainxai.data_dir / "jobs.sqlite")
+    job = wait_until(lambda: delivered_job(store, study_uid), 180, "pipeline results delivered")
+    classes: set[str] = set()
+    with orthanc.client() as c:
+        for s in orthanc.series_of(study_id):
+            first = s["Instances"][0]
+            classes.add(c.get(f"/instances/{first}/metadata/SopClassUid").text)
+    assert classes >= SC_PM_SR
+    assert sum(len(s["Instances"]) for s in orthanc.series_of(study_id)) == len(files) + len(
+        job.outputs
+    )
+    store.close()
