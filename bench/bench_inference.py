@@ -39,8 +39,9 @@ def main() -> None:
         for dtype in ("fp32", "bf16"):
 
             def run(x: torch.Tensor = x, dtype: str = dtype) -> None:
-                with torch.inference_mode(), torch.autocast(
-                    "cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"
+                with (
+                    torch.inference_mode(),
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"),
                 ):
                     net(x)
 

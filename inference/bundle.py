@@ -50,9 +50,7 @@ class Prediction:
     energy: NDArray[np.float32]  # (N,) -T * logsumexp(logits / T)
 
 
-def save_bundle(
-    path: Path, net: nn.Module, meta: BundleMeta, ood: FeatureDistance | None
-) -> None:
+def save_bundle(path: Path, net: nn.Module, meta: BundleMeta, ood: FeatureDistance | None) -> None:
     state = {k: v.detach().to(torch.float16) for k, v in net.state_dict().items()}
     payload = {
         "format": "brainxai-bundle/1",

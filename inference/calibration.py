@@ -17,10 +17,10 @@ def fit_temperature(logits: NDArray[np.float32], labels: NDArray[np.int64]) -> f
     def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(z / log_t.exp(), y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
-    opt.step(closure)
+    opt.step(closure)  # type: ignore[no-untyped-call]
     return float(np.clip(log_t.exp().item(), 0.05, 20.0))
 
 
@@ -28,4 +28,5 @@ def softmax(logits: NDArray[np.float32], temperature: float = 1.0) -> NDArray[np
     z = np.asarray(logits, dtype=np.float64) / temperature
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    out: NDArray[np.float32] = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return out

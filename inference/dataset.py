@@ -52,9 +52,8 @@ def list_images(root: Path, classes: Sequence[str] = CLASSES) -> list[LabelledIm
 
 def load_image(path: Path) -> NDArray[np.uint8]:
     """Read a PNG/JPEG as a grey or RGB uint8 array."""
-    with Image.open(path) as im:
-        if im.mode not in ("L", "RGB"):
-            im = im.convert("RGB")
+    with Image.open(path) as opened:
+        im = opened if opened.mode in ("L", "RGB") else opened.convert("RGB")
         return np.asarray(im)
 
 

@@ -9,7 +9,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 
-def confusion_matrix(labels: NDArray[np.int64], preds: NDArray[np.int64], n: int) -> NDArray[np.int64]:
+def confusion_matrix(
+    labels: NDArray[np.int64], preds: NDArray[np.int64], n: int
+) -> NDArray[np.int64]:
     cm = np.zeros((n, n), dtype=np.int64)
     np.add.at(cm, (labels, preds), 1)
     return cm

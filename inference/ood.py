@@ -81,5 +81,9 @@ def fit_feature_distance(
 def with_threshold(fd: FeatureDistance, scores: F32, percentile: float = 99.0) -> FeatureDistance:
     """Same model, threshold at a percentile of in-distribution (validation) scores."""
     return FeatureDistance(
-        fd.mean, fd.components, fd.class_means, fd.precision, float(np.percentile(scores, percentile))
+        fd.mean,
+        fd.components,
+        fd.class_means,
+        fd.precision,
+        float(np.percentile(scores, percentile)),
     )

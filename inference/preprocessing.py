@@ -96,7 +96,7 @@ def head_mask(grey: FloatArray, threshold: float) -> NDArray[np.bool_]:
     if hi - lo <= 1e-6:
         return np.zeros(grey.shape, dtype=bool)
     smooth = ndimage.gaussian_filter((grey - lo) / (hi - lo), sigma=2.0)
-    mask = smooth > threshold
+    mask: NDArray[np.bool_] = np.asarray(smooth > threshold, dtype=bool)
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask

@@ -135,7 +135,9 @@ def _maybe_promote(client: Any, version: str, val_accuracy: float) -> bool:
         best = -1.0
     if val_accuracy > best:
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
-        log.info("alias %s -> version %s (val acc %.4f > %.4f)", CHAMPION, version, val_accuracy, best)
+        log.info(
+            "alias %s -> version %s (val acc %.4f > %.4f)", CHAMPION, version, val_accuracy, best
+        )
         return True
     log.info("version %s not promoted (val acc %.4f <= champion %.4f)", version, val_accuracy, best)
     return False

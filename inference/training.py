@@ -222,15 +222,18 @@ def _train_epoch(
             out = net(xb)
         loss = F.cross_entropy(out.float(), yb, label_smoothing=opts.label_smoothing)
         optim.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optim.step()
         sched.step()
         loss_sum += float(loss.item()) * len(idx)
         correct += int((out.argmax(1) == yb).sum().item())
         seen += len(idx)
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-    return {"train_loss": loss_sum / max(1, seen), "train_acc": correct / max(1, seen),
-            "lr": float(sched.get_last_lr()[0])}
+    return {
+        "train_loss": loss_sum / max(1, seen),
+        "train_acc": correct / max(1, seen),
+        "lr": float(sched.get_last_lr()[0]),
+    }
 
 
 def _finish(

@@ -171,7 +171,8 @@ def _mean_metrics(rows: Sequence[QualityMetrics]) -> dict[str, float]:
 
 def _display(pixels: NDArray[np.float32]) -> NDArray[np.float32]:
     lo, hi = np.percentile(pixels, [0.5, 99.5])
-    return np.clip((pixels - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0).astype(np.float32)
+    out: NDArray[np.float32] = np.clip((pixels - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
+    return out.astype(np.float32)
 
 
 def _caption(clf: Classifier, result: SeriesAnalysis, index: int) -> str:

@@ -29,11 +29,10 @@ def kind_of(data: bytes) -> str:
 
 def decode_raster(data: bytes) -> NDArray[Any]:
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.mode not in ("L", "RGB", "I;16", "I"):
-                im = im.convert("RGB")
-            return np.asarray(im)
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            keep = opened.mode in ("L", "RGB", "I;16", "I")
+            return np.asarray(opened if keep else opened.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InputError(f"cannot decode image: {exc}") from exc
 

@@ -25,7 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=0.12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--work-dir", type=Path, help="checkpoints and cache (default DATA_DIR/training)")
+    p.add_argument(
+        "--work-dir", type=Path, help="checkpoints and cache (default DATA_DIR/training)"
+    )
     p.add_argument("--limit-per-class", type=int, default=0, help="use at most N images per class")
     p.add_argument("--export", type=Path, help="also copy the trained bundle to this path")
     p.add_argument("--run-name", default="train")

@@ -12,7 +12,7 @@ from inference.dataset import duplicate_groups, list_images, phash, split_by_gro
 
 def test_duplicates_stay_on_one_side(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    for k, name in enumerate(["glioma", "meningioma", "notumor", "pituitary"]):
+    for _k, name in enumerate(["glioma", "meningioma", "notumor", "pituitary"]):
         (tmp_path / name).mkdir()
         for i in range(12):
             img = (rng.random((32, 32)) * 255).astype(np.uint8)

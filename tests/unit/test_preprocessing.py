@@ -64,7 +64,7 @@ def test_rgb_and_grey_agree_and_output_range() -> None:
     a = preprocess(grey).image
     b = preprocess(rgb).image
     np.testing.assert_allclose(a, b, atol=1e-3)
-    assert 0.0 <= a.min() and a.max() <= 1.0 and a.max() > 0.9
+    assert a.min() >= 0.0 and a.max() <= 1.0 and a.max() > 0.9
 
 
 def test_crop_to_head_removes_empty_border() -> None:
