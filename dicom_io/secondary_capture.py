@@ -34,16 +34,17 @@ OBJECT_TYPE = "sc"
 
 
 def patient_orientation(orientation: Orientation | None) -> tuple[str, str] | None:
-    """PatientOrientation (PS3.3 C.7.6.1.1.1) of the row and column directions, e.g. (L, P)."""
+    """PatientOrientation (PS3.3 C.7.6.1.1.1) of the row and column directions, e.g. (L, P).
+
+    Only the dominant direction is given (one letter each): highdicom accepts no oblique
+    letter pairs such as "PF".
+    """
     if orientation is None:
         return None
     out = []
     for vec in (orientation[:3], orientation[3:]):
-        letters = ""
-        for k in np.argsort(-np.abs(np.asarray(vec)))[:2]:
-            if abs(vec[k]) > 0.25 or not letters:
-                letters += ("L", "P", "H")[k] if vec[k] > 0 else ("R", "A", "F")[k]
-        out.append(letters)
+        k = int(np.argmax(np.abs(np.asarray(vec))))
+        out.append(("L", "P", "H")[k] if vec[k] > 0 else ("R", "A", "F")[k])
     return out[0], out[1]
 
 

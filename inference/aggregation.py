@@ -4,8 +4,9 @@ The rule (stated in the README, calibrated on the shared DICOM series and valida
 
 1. A slice is *eligible* only if enough head is in it (head area >= ``min_head_fraction``
    of the series' largest head area), it lies in the central part of the head along the
-   slice axis (not the skull base or vertex), and its feature-distance OOD score is below
-   the model's threshold x ``ood_factor``. Every other slice records why it was not assessed.
+   slice axis (axial: not the skull base / sella level or vertex; sagittal and coronal: not
+   the outer slices), and its feature-distance OOD score is below the model's threshold x
+   ``ood_factor``. Every other slice records why it was not assessed.
 2. With fewer than ``min_eligible`` eligible slices the series is ``indeterminate``.
 3. A tumour class is reported when at least ``min_votes`` eligible slices (and at least
    ``min_vote_fraction`` of them) call it with probability >= ``confident``, they include a
@@ -15,14 +16,17 @@ The rule (stated in the README, calibrated on the shared DICOM series and valida
 4. Anything else is ``indeterminate`` with the reason.
 
 Series probabilities are the mean over eligible slices (reported, not used for the decision).
-The study takes the series results: one tumour class agreed by every decided series wins;
-conflicting tumour classes give ``indeterminate``; all decided series notumor gives notumor.
+T2-weighted, FLAIR and diffusion series are classified and explained but abstain
+(``unsupported_sequence``): the training data's tumour classes are T1 post-contrast, its
+notumor class mixes sequences, so a T2/FLAIR "notumor" would be the sequence talking.
+The study takes the remaining series: one tumour class agreed by every decided series wins;
+conflicting tumour classes give ``indeterminate``; notumor needs every series notumor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,8 +40,13 @@ NOTUMOR = "notumor"
 @dataclass(frozen=True)
 class AggregationOptions:
     min_head_fraction: float = 0.5
-    exclude_bottom: float = 0.25  # share of the head's slice extent at the bottom ignored
-    exclude_top: float = 0.15  # share at the top (vertex) ignored
+    # Axial series: share of the head's extent along the slice axis ignored at the bottom
+    # (skull base and sella level, which the JPEG-trained model calls "pituitary" even in
+    # normal brains) and at the top (vertex).
+    exclude_bottom: float = 0.35
+    exclude_top: float = 0.15
+    # Sagittal and coronal series: share ignored at each end (lateral / frontal, occipital).
+    exclude_edges: float = 0.2
     ood_factor: float = 1.0
     min_eligible: int = 3
     confident: float = 0.80
@@ -56,6 +65,7 @@ class SliceEvidence:
     position: NDArray[np.float32]  # (N,) position along the normal, increasing superior
     ood_score: NDArray[np.float32]  # (N,)
     ood_threshold: float
+    plane: str = "axial"  # axial, sagittal, coronal (decides which ends are excluded)
 
 
 @dataclass(frozen=True)
@@ -90,15 +100,20 @@ def slice_eligibility(ev: SliceEvidence, opts: AggregationOptions) -> list[tuple
     pos = np.asarray(ev.position, dtype=np.float64)
     lo, hi = (float(pos[head].min()), float(pos[head].max())) if head.any() else (0.0, 0.0)
     extent = hi - lo
+    axial = ev.plane == "axial"
+    bottom = opts.exclude_bottom if axial else opts.exclude_edges
+    top = opts.exclude_top if axial else opts.exclude_edges
+    low_why = "skull base / sella level (bottom of the head)" if axial else "edge of the head"
+    high_why = "vertex (top of the head)" if axial else "edge of the head"
     out: list[tuple[bool, str]] = []
     for i in range(n):
         rel = (pos[i] - lo) / extent if extent > 0 else 0.5
         if max_area <= 0 or area[i] < opts.min_head_fraction * max_area:
             out.append((False, "too little head in slice"))
-        elif extent > 0 and rel < opts.exclude_bottom:
-            out.append((False, "skull base (bottom of the head)"))
-        elif extent > 0 and rel > 1.0 - opts.exclude_top:
-            out.append((False, "vertex (top of the head)"))
+        elif extent > 0 and rel < bottom:
+            out.append((False, low_why))
+        elif extent > 0 and rel > 1.0 - top:
+            out.append((False, high_why))
         elif ev.ood_score[i] > ev.ood_threshold * opts.ood_factor:
             out.append((False, "out of distribution (feature distance above threshold)"))
         else:
@@ -184,8 +199,24 @@ def decide_series(
     )
 
 
+def unsupported_sequence(decision: SeriesDecision, sequence: str) -> SeriesDecision:
+    """An abstention for a contrast the tumour classes were not trained on (T2, FLAIR...)."""
+    reason = (
+        f"{sequence.upper()} series: the model's tumour classes were trained on T1 "
+        f"post-contrast images, so its answer here is not reliable (it said: {decision.label})"
+    )
+    return replace(decision, label=INDETERMINATE, reason=reason)
+
+
 def decide_study(series: Sequence[SeriesDecision]) -> tuple[str, str, dict[str, float]]:
-    """Combine series decisions: (label, reason, mean probabilities over decided series)."""
+    """Combine series decisions: (label, reason, mean probabilities over series).
+
+    One tumour class agreed by every decided series wins; conflicting tumour classes give
+    indeterminate; notumor needs every series notumor (an undecided series may be hiding a
+    tumour the others missed).
+    """
+    if not series:
+        return INDETERMINATE, "no series could be assessed", {}
     decided = [s for s in series if s.label != INDETERMINATE]
     valid = [s for s in series if not any(np.isnan(v) for v in s.probabilities.values())]
     probs: dict[str, float] = {}
@@ -201,4 +232,6 @@ def decide_study(series: Sequence[SeriesDecision]) -> tuple[str, str, dict[str, 
         label = tumours.pop()
         n = sum(1 for s in decided if s.label == label)
         return label, f"{n} of {len(series)} series called {label}", probs
-    return NOTUMOR, f"all {len(decided)} decided series called notumor", probs
+    if len(decided) < len(series):
+        return INDETERMINATE, "some series notumor, others undecided", probs
+    return NOTUMOR, f"all {len(decided)} assessed series called notumor", probs

@@ -61,6 +61,7 @@ class TrainOptions:
     resume: bool = False
     limit_per_class: int = 0  # 0 = all images; >0 for quick runs
     threads: int = 0  # 0 = torch default
+    init_from: Path | None = None  # start from these weights (a checkpoint or bundle)
     progress: bool = True
 
 
@@ -119,6 +120,15 @@ def _logits_and_features(
     return pred.logits, pred.features
 
 
+def _weights_of(path: Path) -> dict[str, torch.Tensor]:
+    """Model weights from a training checkpoint or a bundle, as float32."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    state = payload.get("model") or payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no model weights")
+    return {k: v.float() for k, v in state.items()}
+
+
 def _checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -160,6 +170,8 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         optim, max_lr=opts.lr, total_steps=opts.epochs * steps_per_epoch, pct_start=0.2
     )
+    if opts.init_from is not None:
+        net.load_state_dict(_weights_of(opts.init_from))
     ckpt_path = work / "checkpoint.pt"
     history: list[dict[str, float]] = []
     start_epoch = 0

@@ -22,6 +22,7 @@ from dicom_io.files import write_datasets
 from dicom_io.parametric_map import MapOptions, build_parametric_map
 from dicom_io.reader import ReadResult, read_paths
 from dicom_io.secondary_capture import build_overlays
+from dicom_io.sequence import T2_LIKE, sequence_of
 from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
 from dicom_io.structured_report import SkippedSeries, build_report
@@ -34,8 +35,10 @@ from inference.aggregation import (
     SliceEvidence,
     decide_series,
     decide_study,
+    unsupported_sequence,
 )
 from inference.bundle import Classifier, Prediction
+from inference.errors import BrainxaiError
 from inference.preprocessing import Preprocessed, preprocess
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class SeriesAnalysis:
     selected: bool
     reason: str
     plane: str = ""
+    sequence: str = "unknown"
     decision: SeriesDecision | None = None
     prediction: Prediction | None = None
     prepared: list[Preprocessed] = field(default_factory=list)
@@ -91,7 +95,7 @@ def analyze_series(
 ) -> SeriesAnalysis:
     """Select, classify and explain one series (no writing)."""
     sel = select_series(series, rules)
-    result = SeriesAnalysis(series, sel.selected, sel.reason, sel.plane)
+    result = SeriesAnalysis(series, sel.selected, sel.reason, sel.plane, sequence_of(series))
     if not sel.selected:
         return result
     cfg = clf.meta.preprocess
@@ -99,7 +103,10 @@ def analyze_series(
     images = np.stack([p.image for p in result.prepared])
     pred = clf.predict(images)
     result.prediction = pred
-    result.decision = decide_series(_evidence(series, result.prepared, pred, clf), opts.aggregation)
+    decision = decide_series(slice_evidence(series, result.prepared, pred, clf), opts.aggregation)
+    if result.sequence in T2_LIKE:
+        decision = unsupported_sequence(decision, result.sequence)
+    result.decision = decision
     targets = pred.probs.argmax(axis=1)
     attributions = explain(clf.net, images[:, None], opts.methods, targets=targets)
     result.maps = {m: a.normalised for m, a in attributions.items()}
@@ -107,7 +114,7 @@ def analyze_series(
     return result
 
 
-def _evidence(
+def slice_evidence(
     series: Series, prepared: Sequence[Preprocessed], pred: Prediction, clf: Classifier
 ) -> SliceEvidence:
     area = np.array(
@@ -125,6 +132,7 @@ def _evidence(
         position=np.arange(len(series.slices), dtype=np.float32),
         ood_score=pred.ood_score,
         ood_threshold=threshold,
+        plane=series.plane,
     )
 
 
@@ -232,6 +240,7 @@ def series_summary(result: SeriesAnalysis, clf: Classifier) -> dict[str, Any]:
         "series_description": s.series_description,
         "n_slices": len(s.slices),
         "plane": result.plane,
+        "sequence": result.sequence,
         "selected": result.selected,
         "reason": result.error or result.reason,
         "outputs": [str(p) for p in result.outputs],
@@ -278,14 +287,27 @@ def analyze_study(
     for series in series_list:
         if progress:
             progress(series.series_instance_uid)
-        result = analyze_series(series, clf, rules, opts)
+        try:
+            result = analyze_series(series, clf, rules, opts)
+        except (BrainxaiError, ValueError, RuntimeError) as exc:
+            # A series we cannot analyse is recorded with the reason; the study goes on.
+            log.warning("series %s: analysis failed: %s", series.series_instance_uid, exc)
+            result = SeriesAnalysis(series, False, f"analysis failed: {exc}")
         study.series.append(result)
     t1 = time.perf_counter()
     for result in study.series:
-        result.outputs = write_series(result, clf, ctx, out_dir, opts)
+        try:
+            result.outputs = write_series(result, clf, ctx, out_dir, opts)
+        except (BrainxaiError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            # One bad series must not lose the study: record why and go on.
+            log.warning(
+                "series %s: writing results failed: %s", result.series.series_instance_uid, exc
+            )
+            result.error = f"results not written: {exc}"
         study.outputs += result.outputs
     decided = [r for r in study.series if r.decision is not None]
-    study.label, study.reason, study.probabilities = decide_study([r.decision for r in decided])  # type: ignore[misc]
+    usable = [r.decision for r in decided if r.sequence not in T2_LIKE]
+    study.label, study.reason, study.probabilities = decide_study(usable)  # type: ignore[arg-type]
     if decided:
         skipped = [
             SkippedSeries(r.series.series_instance_uid, r.reason)

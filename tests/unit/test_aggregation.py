@@ -11,6 +11,7 @@ from inference.aggregation import (
     SliceEvidence,
     decide_series,
     decide_study,
+    unsupported_sequence,
 )
 
 G, M, N, P = (np.eye(4, dtype=np.float32)[k] * 0.9 + 0.025 for k in range(4))
@@ -51,7 +52,7 @@ def test_scattered_votes_without_a_run_are_not_enough() -> None:
 
 
 def test_conflicting_tumour_classes_abstain() -> None:
-    probs = [N] * 5 + [G] * 4 + [P] * 4 + [N] * 7
+    probs = [N] * 7 + [G] * 4 + [P] * 4 + [N] * 5
     d = decide_series(_evidence(probs))
     assert d.label == INDETERMINATE and "conflicting" in d.reason
 
@@ -60,7 +61,7 @@ def test_out_of_distribution_slices_are_not_assessed() -> None:
     d = decide_series(_evidence([G] * 20, ood=50.0))
     assert d.label == INDETERMINATE
     assert not any(s.eligible for s in d.slices)
-    assert all("out of distribution" in s.reason for s in d.slices[6:15])
+    assert all("out of distribution" in s.reason for s in d.slices[7:17])
 
 
 def test_too_little_head_is_excluded() -> None:
@@ -79,4 +80,22 @@ def test_study_rule() -> None:
     assert decide_study([s("glioma"), s("notumor")])[0] == "glioma"
     assert decide_study([s("glioma"), s("pituitary")])[0] == INDETERMINATE
     assert decide_study([s(INDETERMINATE)])[0] == INDETERMINATE
-    assert decide_study([s("notumor"), s(INDETERMINATE)])[0] == "notumor"
+    assert decide_study([s("notumor"), s(INDETERMINATE)])[0] == INDETERMINATE
+    assert decide_study([s("notumor"), s("notumor")])[0] == "notumor"
+    assert decide_study([s("glioma"), s(INDETERMINATE)])[0] == "glioma"
+    assert decide_study([])[0] == INDETERMINATE
+
+
+def test_unsupported_sequence_abstains_and_keeps_the_evidence() -> None:
+    d = decide_series(_evidence([N] * 20))
+    assert d.label == "notumor"
+    u = unsupported_sequence(d, "flair")
+    assert u.label == INDETERMINATE and "FLAIR" in u.reason and u.slices == d.slices
+
+
+def test_sagittal_series_exclude_both_edges() -> None:
+    ev = _evidence([N] * 20)
+    sag = SliceEvidence(ev.probs, ev.head_area, ev.position, ev.ood_score, 10.0, plane="sagittal")
+    d = decide_series(sag)
+    assert d.slices[0].reason == d.slices[-1].reason == "edge of the head"
+    assert d.slices[10].eligible

@@ -1,0 +1,129 @@
+"""`brainxai analyze` on the shared real series with the bundled model.
+
+Checks the study-level rule (glioblastoma -> glioma or indeterminate, never another tumour;
+normal brains -> never a tumour class), and that every object written is valid DICOM on the
+source geometry (pydicom + highdicom read-back, dciodvfy without errors).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from plugin.cli import main
+from tests.conftest import shared
+from tests.integration.test_dicom_writers import dciodvfy_errors
+
+TUMOUR = {"glioma", "meningioma", "pituitary"}
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from tests.conftest import BUNDLED_MODEL
+
+    if not BUNDLED_MODEL.is_file():
+        pytest.skip("bundled model missing")
+    out = tmp_path_factory.mktemp("analyze")
+    folders = [
+        shared("dicom", n) for n in ("pgbm-001-t1post", "tcga-fg-6692", "normal-t1-sagittal")
+    ]
+    args = ["analyze", *map(str, folders), "--out", str(out), "--model", str(BUNDLED_MODEL)]
+    assert main(args) == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def _study(summary: dict, description: str) -> dict:
+    for st in summary["studies"]:
+        if any(se["series_description"] == description for se in st["series"]):
+            return st
+    raise AssertionError(f"no study with series {description!r}")
+
+
+def test_study_classes_follow_the_rule(analysed: tuple[Path, dict]) -> None:
+    _, summary = analysed
+    pgbm = _study(summary, "T1post")["prediction"]["class"]
+    assert pgbm in ("glioma", "indeterminate"), pgbm
+    tcga = _study(summary, "MRHR FLAIR AX")["prediction"]["class"]
+    assert tcga in ("glioma", "indeterminate"), tcga
+    normal = _study(summary, "t1_fl2d_sag")["prediction"]["class"]
+    assert normal not in TUMOUR, normal
+    for st in summary["studies"]:
+        for se in st["series"]:
+            assert se["reason"], se
+            for sl in se.get("slices", []):
+                assert sl["eligible"] or sl["reason"] != "eligible"
+    flair = next(
+        se for se in _study(summary, "MRHR FLAIR AX")["series"] if se["sequence"] == "flair"
+    )
+    assert flair["prediction"]["class"] == "indeterminate"
+
+
+def test_normal_axial_never_gets_a_tumour_class(tmp_path: Path) -> None:
+    from tests.conftest import BUNDLED_MODEL
+
+    if not BUNDLED_MODEL.is_file():
+        pytest.skip("bundled model missing")
+    folder = shared("dicom", "normal-t1w-axial")
+    args = ["analyze", str(folder), "--out", str(tmp_path), "--model", str(BUNDLED_MODEL)]
+    args += ["--methods", "gradcam"]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["studies"][0]["prediction"]["class"] not in TUMOUR
+
+
+def test_written_objects_are_valid_and_on_the_source_geometry(
+    analysed: tuple[Path, dict],
+) -> None:
+    _, summary = analysed
+    study = _study(summary, "T1post")
+    series = next(se for se in study["series"] if se["series_description"] == "T1post")
+    paths = [Path(p) for p in study["outputs"]]
+    kinds = {p.parent.name for p in paths}
+    assert {"sc", "pm", "sr"} <= kinds, kinds
+    source = {
+        ds.SOPInstanceUID: ds
+        for ds in (pydicom.dcmread(p) for p in shared("dicom", "pgbm-001-t1post").iterdir())
+    }
+    for kind in ("sc", "pm", "sr"):
+        path = next(p for p in paths if p.parent.name == kind)
+        assert dciodvfy_errors(path) == [], path
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        assert ds.StudyInstanceUID == study["study_instance_uid"]
+        assert ds.Manufacturer == "brainxai"
+        assert ds.SeriesDescription.startswith("AI ")
+        if path.parent.name == "pm":
+            pm = hd.pm.ParametricMap.from_dataset(ds)
+            assert pm.ContentQualification == "RESEARCH"
+            assert (ds.Rows, ds.Columns) == (320, 260)
+            assert int(ds.NumberOfFrames) == series["n_slices"]
+            first = source[next(iter(source))]
+            assert np.allclose(
+                [
+                    float(v)
+                    for v in ds.SharedFunctionalGroupsSequence[0]
+                    .PixelMeasuresSequence[0]
+                    .PixelSpacing
+                ],
+                [float(v) for v in first.PixelSpacing],
+            )
+            for frame in ds.PerFrameFunctionalGroupsSequence:
+                ref = frame.DerivationImageSequence[0].SourceImageSequence[0]
+                src = source[ref.ReferencedSOPInstanceUID]
+                pos = frame.PlanePositionSequence[0].ImagePositionPatient
+                assert np.allclose(
+                    [float(v) for v in pos], [float(v) for v in src.ImagePositionPatient], atol=1e-3
+                )
+        if path.parent.name == "sc":
+            assert ds.BurnedInAnnotation == "YES"
+            ref = ds.SourceImageSequence[0].ReferencedSOPInstanceUID
+            assert ref in source
+        if path.parent.name == "sr":
+            sr = hd.sr.srread(path)
+            assert len(sr.ContentSequence) > 0
+            assert b"NOT FOR DIAGNOSIS" in path.read_bytes().upper()
