@@ -34,6 +34,10 @@ class Attribution:
     raw: FloatMaps
     normalised: FloatMaps
     targets: NDArray[np.int64]
+    # Head outputs of the Grad-CAM pass (logits (N, C), pooled features (N, D)) when a CAM
+    # method ran: callers can reuse them instead of a second forward pass.
+    logits: NDArray[np.float32] | None = None
+    pooled: NDArray[np.float32] | None = None
 
 
 def normalise(raw: FloatMaps, method: str, clip_percentile: float = 99.5) -> FloatMaps:
@@ -90,10 +94,12 @@ def explain(
     t = as_targets(targets, x.shape[0])
     size = x.shape[-1]
     maps: dict[str, torch.Tensor] = {}
+    head: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
     with evaluating(net):
         if CAM_METHODS & set(names):
             hg = _head_gradients_batched(net, x, t, opts)
             t = hg.targets
+            head = (to_numpy(hg.logits), to_numpy(hg.fmap.mean(dim=(2, 3))))
             for name in CAM_METHODS & set(names):
                 fn = cam.gradcam if name == "gradcam" else cam.gradcampp
                 maps[name] = fn(hg, size)
@@ -110,9 +116,9 @@ def explain(
     result = {}
     for name in names:
         raw = to_numpy(maps[name])
-        result[name] = Attribution(
-            name, raw, normalise(raw, name, opts.saliency_clip_percentile), target_arr
-        )
+        norm = normalise(raw, name, opts.saliency_clip_percentile)
+        logits, pooled = head if head is not None else (None, None)
+        result[name] = Attribution(name, raw, norm, target_arr, logits, pooled)
     return result
 
 

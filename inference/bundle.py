@@ -21,7 +21,7 @@ from torch import nn
 from inference import CLASSES, MODEL_NAME
 from inference.calibration import softmax
 from inference.errors import ModelError
-from inference.model import build_network, split_forward
+from inference.model import build_network, feature_extractor, head_forward
 from inference.ood import FeatureDistance
 from inference.preprocessing import PreprocessConfig
 
@@ -95,27 +95,38 @@ class Classifier:
         return self.meta.version
 
     def predict(self, images: NDArray[np.float32], batch_size: int = 32) -> Prediction:
+        """Calibrated prediction: bf16 trunk, float32 head (as Grad-CAM computes it)."""
         logits, feats = [], []
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 x = torch.from_numpy(np.asarray(images[start : start + batch_size]))[:, None]
                 x = x.float().contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cpu", dtype=torch.bfloat16):
-                    fmap, out = split_forward(self.net, x)
-                pooled = fmap.float().mean(dim=(2, 3))
+                    fmap = torch.relu(feature_extractor(self.net)(x))
+                pooled, out = head_forward(self.net, fmap.float())
                 logits.append(out.float().numpy())
-                feats.append(pooled.numpy())
-        z = np.concatenate(logits) if logits else np.zeros((0, len(self.meta.classes)), np.float32)
+                feats.append(pooled.float().numpy())
+        n_classes = len(self.meta.classes)
+        z = np.concatenate(logits) if logits else np.zeros((0, n_classes), np.float32)
         f = np.concatenate(feats) if feats else np.zeros((0, 1), np.float32)
+        return self.prediction_from(z, f)
+
+    def prediction_from(
+        self, logits: NDArray[np.float32], pooled: NDArray[np.float32]
+    ) -> Prediction:
+        """Calibrated probabilities, OOD score and energy from head outputs computed elsewhere
+        (e.g. by Grad-CAM's forward pass, which saves a second pass through the trunk)."""
+        z = np.asarray(logits, dtype=np.float32)
+        f = np.asarray(pooled, dtype=np.float32)
         t = self.meta.temperature
         zt = z / t
         m = zt.max(axis=1, keepdims=True)
         lse = (m + np.log(np.exp(zt - m).sum(axis=1, keepdims=True)))[:, 0]
         ood = self.ood.score(f) if self.ood is not None and len(f) else np.zeros(len(z), np.float32)
         return Prediction(
-            logits=z.astype(np.float32),
+            logits=z,
             probs=softmax(z, t),
-            features=f.astype(np.float32),
+            features=f,
             ood_score=ood.astype(np.float32),
             energy=(-t * lse).astype(np.float32),
         )
