@@ -58,8 +58,8 @@ class PipelineOptions:
     methods: tuple[str, ...] = ("gradcam", "saliency")
     aggregation: AggregationOptions = field(default_factory=AggregationOptions)
     rules_path: Path | None = None
-    quality_slices: int = 3  # deletion/insertion curves on the N most confident slices
-    quality_steps: int = 6
+    quality_slices: int = 2  # deletion/insertion curves on the N most confident slices
+    quality_steps: int = 4
     float_maps: bool = False
 
 
