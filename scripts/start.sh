@@ -26,8 +26,8 @@ if curl -fsS "$ORTHANC_URL/system" >/dev/null 2>&1; then
   fi
   echo "start: Orthanc already running at $ORTHANC_URL"
 else
-  (cd orthanc && TCP_NODELAY=1 nohup Orthanc orthanc.json >../var/orthanc.log 2>&1 &
-   echo $! >../var/orthanc.pid)
+  (cd orthanc && exec env TCP_NODELAY=1 Orthanc orthanc.json) >var/orthanc.log 2>&1 </dev/null &
+  echo $! > var/orthanc.pid
   wait_for "$ORTHANC_URL/system" 60
 fi
 
@@ -36,7 +36,7 @@ chmod 600 var/api-token
 if curl -fsS "http://127.0.0.1:$API_PORT/healthz" >/dev/null 2>&1; then
   echo "start: brainxai already running"
 else
-  BRAINXAI_API_TOKEN=$(cat var/api-token) nohup .venv/bin/brainxai serve >var/brainxai.log 2>&1 &
+  BRAINXAI_API_TOKEN=$(cat var/api-token) nohup .venv/bin/brainxai serve >var/brainxai.log 2>&1 </dev/null &
   echo $! > var/brainxai.pid
   wait_for "http://127.0.0.1:$API_PORT/healthz" 180
 fi
