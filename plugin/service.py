@@ -181,6 +181,9 @@ class Service:
             self._housekeeping.clear()
 
     def start(self) -> None:
+        from dicom_io.warmup import warm_up
+
+        warm_up()  # before the first study, not during it
         resumed = self.store.recover(self.settings.quiet_seconds)
         if resumed:
             log.info("resuming %d unfinished job(s)", resumed)
