@@ -160,6 +160,11 @@ class JobStore:
         row = db.execute(f"SELECT * FROM jobs WHERE {where}", args).fetchone()
         return _row_to_job(row) if row else None
 
+    def _current(self, db: sqlite3.Connection, job: Job, state: JobState) -> Job | None:
+        """The job as stored, if it is still this generation and in ``state``; else None
+        (a late instance re-triggered it, or another thread moved it on)."""
+        return self._one(db, "id=? AND generation=? AND state=?", job.id, job.generation, state)
+
     def _merge_timings(self, db: sqlite3.Connection, job_id: str, **values: float) -> str:
         row = db.execute("SELECT timings FROM jobs WHERE id=?", (job_id,)).fetchone()
         timings = json.loads(row["timings"]) if row else {}
@@ -278,9 +283,7 @@ class JobStore:
         """received -> processing for this generation; fails the job after too many crashes."""
         now = time.time()
         with self._tx() as db:
-            cur = self._one(
-                db, "id=? AND generation=? AND state=?", job.id, job.generation, JobState.RECEIVED
-            )
+            cur = self._current(db, job, JobState.RECEIVED)
             if cur is None:
                 return None
             if cur.processing_attempts >= max_attempts:
@@ -308,9 +311,7 @@ class JobStore:
         """processing -> results_ready; False if the job was re-triggered meanwhile."""
         now = time.time()
         with self._tx() as db:
-            cur = self._one(
-                db, "id=? AND generation=? AND state=?", job.id, job.generation, JobState.PROCESSING
-            )
+            cur = self._current(db, job, JobState.PROCESSING)
             if cur is None:
                 return False
             timings = self._merge_timings(db, job.id, processing_s=seconds, results_ready_at=now)
@@ -363,13 +364,7 @@ class JobStore:
         """Count a failed delivery attempt and schedule the next (or fail the job)."""
         now = time.time()
         with self._tx() as db:
-            cur = self._one(
-                db,
-                "id=? AND generation=? AND state=?",
-                job.id,
-                job.generation,
-                JobState.RESULTS_READY,
-            )
+            cur = self._current(db, job, JobState.RESULTS_READY)
             if cur is None:
                 return None
             attempts = cur.attempts + 1
@@ -396,13 +391,7 @@ class JobStore:
         """results_ready -> delivered (confirmed by the PACS); False if re-triggered."""
         now = time.time()
         with self._tx() as db:
-            cur = self._one(
-                db,
-                "id=? AND generation=? AND state=?",
-                job.id,
-                job.generation,
-                JobState.RESULTS_READY,
-            )
+            cur = self._current(db, job, JobState.RESULTS_READY)
             if cur is None:
                 return False
             timings = dict(cur.timings)

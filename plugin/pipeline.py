@@ -26,7 +26,7 @@ from dicom_io.sequence import T2_LIKE, sequence_of
 from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
 from dicom_io.structured_report import SkippedSeries, build_report
-from explain.attribution import Attribution, explain, parse_methods
+from explain.attribution import Attribution, explain
 from explain.quality import QualityMetrics, QualityOptions, quality_metrics
 from explain.rendering import overlay
 from inference.aggregation import (
@@ -355,7 +355,7 @@ def analyze_paths(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Read DICOM files/folders, analyse every study, return the JSON-ready summary."""
-    o = opts or PipelineOptions(methods=parse_methods(list(PipelineOptions().methods)))
+    o = opts or PipelineOptions()
     read: ReadResult = read_paths(list(paths))
     by_study: dict[str, list[Series]] = {}
     for s in read.series:
