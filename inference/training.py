@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from inference import CLASSES, MODEL_NAME
@@ -49,7 +50,7 @@ class Tracker(Protocol):
 class TrainOptions:
     data_dir: Path
     work_dir: Path
-    epochs: int = 14
+    epochs: int = 20
     image_size: int = 160
     batch_size: int = 32
     lr: float = 2e-3
@@ -62,6 +63,7 @@ class TrainOptions:
     limit_per_class: int = 0  # 0 = all images; >0 for quick runs
     threads: int = 0  # 0 = torch default
     init_from: Path | None = None  # start from these weights (a checkpoint or bundle)
+    ema_decay: float = 0.998  # exponential moving average of the weights; 0 = off
     progress: bool = True
 
 
@@ -172,12 +174,15 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
     )
     if opts.init_from is not None:
         net.load_state_dict(_weights_of(opts.init_from))
+    ema = _ema_of(net, opts.ema_decay)
     ckpt_path = work / "checkpoint.pt"
     history: list[dict[str, float]] = []
     start_epoch = 0
     if opts.resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         net.load_state_dict(ckpt["model"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.load_state_dict(ckpt["ema"])
         optim.load_state_dict(ckpt["optim"])
         sched.load_state_dict(ckpt["sched"])
         history = list(ckpt["history"])
@@ -186,12 +191,10 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
 
     aug = training_transforms(opts.image_size)
     for epoch in range(start_epoch, opts.epochs):
-        row = _train_epoch(net, optim, sched, aug, x_train, y_train, opts, epoch)
-        val_logits, _ = _logits_and_features(net, x_val)
-        row["val_acc"] = float((val_logits.argmax(1) == y_val).mean()) if len(y_val) else 0.0
-        row["val_loss"] = float(
-            F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(y_val)).item()
-        )
+        row = _train_epoch(net, optim, sched, aug, (x_train, y_train), opts, epoch, ema)
+        row.update(_val_row(net, x_val, y_val, ""))
+        if ema is not None:
+            row.update(_val_row(ema.module, x_val, y_val, "ema_"))
         history.append(row)
         log.info("epoch %d: %s", epoch + 1, row)
         if tracker is not None:
@@ -202,11 +205,48 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
                 "model": net.state_dict(),
                 "optim": optim.state_dict(),
                 "sched": sched.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
                 "history": history,
                 "epoch": epoch,
             },
         )
-    return _finish(net, opts, cfg, (x_train, y_train, x_val, y_val), history, split_info, started)
+    final = _pick_final(net, ema, history)
+    return _finish(final, opts, cfg, (x_train, y_train, x_val, y_val), history, split_info, started)
+
+
+def _ema_of(net: nn.Module, decay: float) -> AveragedModel | None:
+    """An EMA copy of the network (weights and BatchNorm buffers), or None when off."""
+    if decay <= 0:
+        return None
+    avg_fn = get_ema_multi_avg_fn(decay)  # type: ignore[no-untyped-call]
+    return AveragedModel(net, multi_avg_fn=avg_fn, use_buffers=True)
+
+
+def _val_row(
+    net: nn.Module, x_val: NDArray[np.float16], y_val: NDArray[np.int64], prefix: str
+) -> dict[str, float]:
+    if not len(y_val):
+        return {f"{prefix}val_acc": 0.0, f"{prefix}val_loss": 0.0}
+    logits, _ = _logits_and_features(net, x_val)
+    loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)).item()
+    return {
+        f"{prefix}val_acc": float((logits.argmax(1) == y_val).mean()),
+        f"{prefix}val_loss": float(loss),
+    }
+
+
+def _pick_final(
+    net: nn.Module, ema: AveragedModel | None, history: list[dict[str, float]]
+) -> nn.Module:
+    """The EMA weights unless the raw weights did better on validation in the last epoch."""
+    if ema is None or not history:
+        return net
+    last = history[-1]
+    if last.get("ema_val_acc", 0.0) >= last.get("val_acc", 0.0):
+        log.info("using the EMA weights (val acc %.4f)", last.get("ema_val_acc", 0.0))
+        final: nn.Module = ema.module
+        return final
+    return net
 
 
 def _train_epoch(
@@ -214,11 +254,12 @@ def _train_epoch(
     optim: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     aug: Any,
-    x: NDArray[np.float16],
-    y: NDArray[np.int64],
+    data: tuple[NDArray[np.float16], NDArray[np.int64]],
     opts: TrainOptions,
     epoch: int,
+    ema: AveragedModel | None = None,
 ) -> dict[str, float]:
+    x, y = data
     net.train()
     rng = np.random.default_rng(opts.seed * 1000 + epoch)
     torch.manual_seed(opts.seed * 1000 + epoch)
@@ -237,6 +278,8 @@ def _train_epoch(
         loss.backward()  # type: ignore[no-untyped-call]
         optim.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(net)
         loss_sum += float(loss.item()) * len(idx)
         correct += int((out.argmax(1) == yb).sum().item())
         seen += len(idx)

@@ -18,12 +18,15 @@ HELP = "train the classifier on DIR/<class>/*.jpg; logs to MLflow and registers 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="folder with one subfolder per class")
-    p.add_argument("--epochs", type=int, default=14)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--val-fraction", type=float, default=0.12)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--ema-decay", type=float, default=0.998, help="weight EMA decay per step (0 = off)"
+    )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument(
         "--work-dir", type=Path, help="checkpoints and cache (default DATA_DIR/training)"
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         val_fraction=args.val_fraction,
         seed=args.seed,
+        ema_decay=args.ema_decay,
         resume=args.resume,
         limit_per_class=args.limit_per_class,
     )
