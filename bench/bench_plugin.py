@@ -153,9 +153,10 @@ def throughput(tmp: Path, runs: int) -> None:
                   "nofsync_nonagle": "brainxai SCP without fsync nor TCP_NODELAY",
                   "storescp": "dcmtk storescp (no fsync)"}  # fmt: skip
         for name, label in labels.items():
-            push = [n / push_seconds(orthanc, name, study) for _ in range(runs)]
-            slow = [n / push_seconds(nagle, name, nagle_study) for _ in range(runs)]
-            scu = [n / storescu_seconds(ports[name], files) for _ in range(runs)]
+            fresh = _fresh(tmp / name)  # every run stores new files, as a first send does
+            push = [n / push_seconds(orthanc, name, study) for _ in range(runs) if fresh()]
+            slow = [n / push_seconds(nagle, name, nagle_study) for _ in range(runs) if fresh()]
+            scu = [n / storescu_seconds(ports[name], files) for _ in range(runs) if fresh()]
             m = statistics.median
             print(f"  {label:<44} {m(push):12.0f} {m(slow):12.0f} {m(scu):9.0f}")
     finally:
@@ -165,6 +166,21 @@ def throughput(tmp: Path, runs: int) -> None:
             scp.stop()
         os.kill(dcmtk.pid, signal.SIGTERM)
         dcmtk.wait(10)
+
+
+def _fresh(receiver_dir: Path) -> Callable[[], bool]:
+    """A callable that empties a receiver's folder before a run (the SCP re-creates it)."""
+
+    def clear() -> bool:
+        incoming = receiver_dir / "incoming"
+        if incoming.is_dir():
+            shutil.rmtree(incoming)
+        if receiver_dir.name == "storescp":
+            for f in receiver_dir.iterdir():
+                f.unlink()
+        return True
+
+    return clear
 
 
 def latency(

@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(args.verbose)
+    from dicom_io.pydicom_settings import configure_pydicom
+
+    configure_pydicom()
     try:
         return int(args._run(args))
     except BrainxaiError as exc:

@@ -181,7 +181,10 @@ class Service:
             self._housekeeping.clear()
 
     def start(self) -> None:
+        from dicom_io.pydicom_settings import configure_pydicom
         from dicom_io.warmup import warm_up
+
+        configure_pydicom()
 
         warm_up()  # before the first study, not during it
         resumed = self.store.recover(self.settings.quiet_seconds)

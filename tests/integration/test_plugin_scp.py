@@ -103,3 +103,56 @@ def test_accepted_sockets_have_tcp_nodelay(node: Node) -> None:
         assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
     finally:
         assoc.release()
+
+
+def test_stored_files_have_valid_file_meta_and_a_resend_replaces_them(node: Node) -> None:
+    files = sorted(study_dir("pgbm-001-t1post").glob("*.dcm"))[:2]
+    refs = store_files(node.peer(), files)
+    again = store_files(node.peer(), files)  # the same instances received again
+    assert [r.sop_instance_uid for r in again] == [r.sop_instance_uid for r in refs]
+    for ref, src in zip(refs, files, strict=True):
+        stored = node.incoming / ref.study_instance_uid / f"{ref.sop_instance_uid}.dcm"
+        ds, orig = dcmread(stored), dcmread(src)
+        meta = ds.file_meta
+        assert meta.MediaStorageSOPInstanceUID == orig.SOPInstanceUID
+        assert meta.MediaStorageSOPClassUID == orig.SOPClassUID
+        assert meta.SourceApplicationEntityTitle == "ORTHANC"
+        assert ds.StudyInstanceUID == orig.StudyInstanceUID
+        assert np.array_equal(ds.pixel_array, orig.pixel_array)
+    assert not list(node.incoming.rglob(".*.tmp"))
+    assert len(list(node.incoming.rglob("*.dcm"))) == 2
+
+
+def test_the_study_uid_is_read_in_every_transfer_syntax(node: Node) -> None:
+    """The SCP reads StudyInstanceUID without decoding the data set, whatever the syntax."""
+    folder = study_dir("transfer-syntaxes")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    stored = 0
+    for f in files:
+        ds = dcmread(f)
+        ae = AE(ae_title="ORTHANC")
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", node.scp.port, ae_title="BRAINXAI")
+        assert assoc.is_established
+        try:
+            status = assoc.send_c_store(ds)
+        finally:
+            assoc.release()
+        assert status.Status == 0x0000, f.name
+        out = node.incoming / ds.StudyInstanceUID / f"{ds.SOPInstanceUID}.dcm"
+        back = dcmread(out)
+        assert back.file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
+        assert back.StudyInstanceUID == ds.StudyInstanceUID
+        stored += 1
+    assert stored == len(files) >= 5
+
+
+def test_write_durably_creates_and_replaces_whole_files(tmp_path: Path) -> None:
+    from dicom_io.store_scp import write_durably
+
+    target = tmp_path / "a.dcm"
+    write_durably(target, (b"head", b"", b"x" * 100_000))
+    assert target.read_bytes() == b"head" + b"x" * 100_000
+    write_durably(target, (b"new",))
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.dcm"]
