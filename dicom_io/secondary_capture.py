@@ -65,13 +65,16 @@ def build_overlays(
     captions: Sequence[str] | None = None,
     burn_in_text: bool = True,
     method: str = "",
+    heatmap_label: str = "Grad-CAM",
 ) -> list[Dataset]:
     """One SC image per selected slice of ``series`` (indices into ``series.slices``).
 
     ``rgb_images[i]`` is the (H, W, 3) uint8 overlay for ``slice_indices[i]``. With
     ``burn_in_text`` the model, version, ``captions[i]`` and the research-use statement are
     drawn in; pass False only if the caller already drew them. A non-empty ``method`` (e.g.
-    "saliency") makes a separate series with its own UIDs, for a second explanation method.
+    "saliency") makes a separate series with its own UIDs, for a second explanation method;
+    ``heatmap_label`` names the method whose heatmap the overlays show (recorded in the
+    objects' Derivation Description).
     """
     if len(slice_indices) != len(rgb_images):
         raise InputError(f"{len(slice_indices)} slice indices but {len(rgb_images)} images")
@@ -87,7 +90,8 @@ def build_overlays(
         image = _check_rgb(rgb)
         if burn_in_text:
             image = burn_in(image, ctx, captions[i] if captions else "")
-        out.append(_one(series, series.slices[idx], image, ctx, (kind, uid, number), i + 1))
+        target = (kind, uid, number, heatmap_label)
+        out.append(_one(series, series.slices[idx], image, ctx, target, i + 1))
     log.info("built %d SC overlays for series %s", len(out), series.series_instance_uid)
     return out
 
@@ -109,10 +113,10 @@ def _one(
     sl: Slice,
     rgb: NDArray[np.uint8],
     ctx: ResultContext,
-    target: tuple[str, str, int],
+    target: tuple[str, str, int, str],
     instance_number: int,
 ) -> Dataset:
-    kind, uid, number = target
+    kind, uid, number, heatmap_label = target
     same_grid = rgb.shape[:2] == (sl.rows, sl.columns)
     sop_uid = derived_uid(sl.sop_instance_uid, ctx.model_version, kind, sl.frame_number)
     with quiet_person_names():
@@ -141,7 +145,7 @@ def _one(
     mark_research(
         sc,
         ctx,
-        f"{ctx.model_name} {ctx.model_version}: saliency heatmap over the source MR slice; "
+        f"{ctx.model_name} {ctx.model_version}: {heatmap_label} heatmap over the source MR slice; "
         "class and probability burned in. Research use only, not for diagnosis.",
     )
     ref = Dataset()

@@ -101,17 +101,35 @@ def analyze_series(
     cfg = clf.meta.preprocess
     result.prepared = [preprocess(s.pixels, cfg) for s in series.slices]
     images = np.stack([p.image for p in result.prepared])
-    pred = clf.predict(images)
+    pred, attributions = _predict_and_explain(clf, images, opts.methods)
     result.prediction = pred
     decision = decide_series(slice_evidence(series, result.prepared, pred, clf), opts.aggregation)
     if result.sequence in T2_LIKE:
         decision = unsupported_sequence(decision, result.sequence)
     result.decision = decision
-    targets = pred.probs.argmax(axis=1)
-    attributions = explain(clf.net, images[:, None], opts.methods, targets=targets)
     result.maps = {m: a.normalised for m, a in attributions.items()}
     result.quality = _quality(clf, images, result, attributions, opts)
     return result
+
+
+def _predict_and_explain(
+    clf: Classifier, images: NDArray[np.float32], methods: Sequence[str]
+) -> tuple[Prediction, dict[str, Attribution]]:
+    """Prediction and attribution maps of every slice for its predicted class.
+
+    Grad-CAM's forward pass yields the logits and pooled features, so with a CAM method the
+    prediction costs no second pass through the trunk (temperature scaling keeps the argmax,
+    so Grad-CAM's target is the calibrated prediction).
+    """
+    cam_method = next((m for m in methods if m in ("gradcam", "gradcampp")), None)
+    if cam_method is not None:
+        attributions = explain(clf.net, images[:, None], methods)
+        first = attributions[cam_method]
+        if first.logits is not None and first.pooled is not None:
+            return clf.prediction_from(first.logits, first.pooled), attributions
+    pred = clf.predict(images)
+    targets = pred.probs.argmax(axis=1)
+    return pred, explain(clf.net, images[:, None], methods, targets=targets)
 
 
 def slice_evidence(
@@ -210,7 +228,12 @@ def write_series(
     ]
     rgbs = [overlay(_display(series.slices[i].pixels), heat_src[i]) for i in eligible]  # type: ignore[arg-type]
     captions = [_caption(clf, result, i) for i in eligible]
-    datasets = build_overlays(series, eligible, rgbs, ctx, captions) if eligible else []
+    label = METHOD_LABELS.get(first, first)
+    datasets = (
+        build_overlays(series, eligible, rgbs, ctx, captions, heatmap_label=label)
+        if eligible
+        else []
+    )
     paths = write_datasets(datasets, folder)
     for method in opts.methods:
         maps = np.zeros(

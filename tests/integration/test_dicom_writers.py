@@ -143,6 +143,7 @@ def test_secondary_capture_read_back(written: Written) -> None:
         _common(ds, source)
         assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
         assert ds.BurnedInAnnotation == "YES" and "NOT FOR DIAGNOSIS" in ds.ImageComments
+        assert "Grad-CAM heatmap" in ds.DerivationDescription  # names the method it shows
         assert ds.SamplesPerPixel == 3 and ds.PhotometricInterpretation == "RGB"
         ref = ds.SourceImageSequence[0]
         idx = len(source) // 2 - 1 + i
