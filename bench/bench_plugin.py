@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "dicom"
 sys.path.insert(0, str(REPO))
 
+from dicom_io.pydicom_settings import configure_pydicom  # noqa: E402
 from dicom_io.store_scp import ScpOptions, StoreScp  # noqa: E402
 from plugin.assembly import StudyAssembler  # noqa: E402
 from plugin.job_store import JobState, JobStore  # noqa: E402
@@ -124,6 +125,7 @@ def storescu_seconds(port: int, files: list[Path]) -> float:
 
 
 def throughput(tmp: Path, runs: int) -> None:
+    configure_pydicom()  # as `brainxai serve` does
     files = sorted((DATA / "normal-t1w-axial").glob("*"))
     n = len(files)
     variants = {"brainxai": (True, True), "nonagle": (False, True), "nofsync": (True, False),
