@@ -207,6 +207,7 @@ def latency(
             uploaded = time.time()
             job = poll(lambda t=uploaded: _delivered_after(service.store, t), 300, "results")
             t = job.timings
+            inner = job.summary.get("studies", [{}])[0].get("timings", {})
             for name, value in (
                 ("upload to Orthanc (REST)", uploaded - t0),
                 ("Orthanc StableAge + Lua routing", t["first_instance_at"] - uploaded),
@@ -216,6 +217,8 @@ def latency(
                 ),
                 ("quiet period", t["processing_started_at"] - t["association_closed_at"]),
                 ("analysis", t["processing_s"]),
+                ("  of which classify + explain", inner.get("analyze_s", float("nan"))),
+                ("  of which write SC/PM/SR", inner.get("write_s", float("nan"))),
                 ("delivery + confirmation", t["delivery_s"]),
                 ("end of routed association -> results confirmed", t["end_to_end_s"]),
                 ("last instance in Orthanc -> results confirmed", t["delivered_at"] - uploaded),

@@ -20,6 +20,8 @@ _WORDS = {
     "t1": re.compile(r"t1|mprage|mp[ _-]?rage|\bspgr\b|\bbravo\b|\bflash\b|\bvibe\b|\btfl", re.I),
 }
 
+_T1_FLAIR = re.compile(r"t1[ _-]?(w[ _-]?)?flair", re.I)
+
 
 def _number(series: Series, keyword: str) -> float | None:
     value = series.header.get(keyword)
@@ -32,16 +34,24 @@ def _number(series: Series, keyword: str) -> float | None:
 
 
 def sequence_of(series: Series) -> str:
-    """'t1', 't2', 'flair', 'dwi' or 'unknown': descriptions first, then TE/TI."""
+    """'t1', 't2', 'flair', 'dwi' or 'unknown': descriptions first, then TE/TI.
+
+    T1-weighted FLAIR (e.g. GE's "AX T1 FLAIR POST": TE about 10-25 ms, TI about 1 s) is a
+    T1 contrast, not a FLAIR one.
+    """
     text = " ".join(
         str(series.header.get(k) or "")
         for k in ("SeriesDescription", "ProtocolName", "SequenceName")
     )
+    te = _number(series, "EchoTime")
+    ti = _number(series, "InversionTime")
+    if _T1_FLAIR.search(text) or (
+        _WORDS["flair"].search(text) and te is not None and te <= 30 and (ti or 0) < 1500
+    ):
+        return "t1"  # T1-weighted FLAIR (short TE, TI about 1 s): a T1 contrast
     for name in ("flair", "dwi", "t2", "t1"):
         if _WORDS[name].search(text):
             return name
-    te = _number(series, "EchoTime")
-    ti = _number(series, "InversionTime")
     if te is None:
         return "unknown"
     if ti is not None and ti > 1500 and te > 50:

@@ -28,6 +28,11 @@ def _series(**attrs: object) -> Series:
         ({"SeriesDescription": "brain", "EchoTime": 95.0}, "t2"),
         ({"SeriesDescription": "brain", "EchoTime": 120.0, "InversionTime": 2500.0}, "flair"),
         ({"SeriesDescription": "brain"}, "unknown"),
+        ({"SeriesDescription": "AX T1 FLAIR POST"}, "t1"),
+        ({"SeriesDescription": "t1_flair_tra"}, "t1"),
+        ({"SeriesDescription": "AX FLAIR", "EchoTime": 12.0, "InversionTime": 860.0}, "t1"),
+        ({"SeriesDescription": "AX FLAIR", "EchoTime": 140.0, "InversionTime": 2400.0}, "flair"),
+        ({"SeriesDescription": "T2 FLAIR AX"}, "flair"),
     ],
 )
 def test_sequence_of(attrs: dict[str, object], expected: str) -> None:
