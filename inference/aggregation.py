@@ -11,8 +11,10 @@ The rule (stated in the README, calibrated on the shared DICOM series and valida
 3. A tumour class is reported when at least ``min_votes`` eligible slices (and at least
    ``min_vote_fraction`` of them) call it with probability >= ``confident``, they include a
    run of ``min_run`` adjacent eligible slices, and every other tumour class has at most
-   half as many confident votes. Otherwise, if the confident notumor votes are at least
-   ``notumor_fraction`` of the eligible slices, the series is ``notumor``.
+   half as many confident votes. On axial series "pituitary" votes never decide and are no
+   rival: the eligible slices lie above the sella, where a pituitary tumour cannot be, and
+   enough such votes make the series indeterminate. Otherwise, if the confident notumor
+   votes are at least ``notumor_fraction`` of the eligible slices, the series is ``notumor``.
 4. Anything else is ``indeterminate`` with the reason.
 
 Series probabilities are the mean over eligible slices (reported, not used for the decision).
@@ -35,6 +37,7 @@ from inference import CLASSES
 
 INDETERMINATE = "indeterminate"
 NOTUMOR = "notumor"
+PITUITARY = "pituitary"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class AggregationOptions:
     min_vote_fraction: float = 0.2
     min_run: int = 2
     notumor_fraction: float = 0.6
+    # Whether pituitary votes may decide an axial series (see _tumour_decision).
+    pituitary_on_axial: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,27 +167,13 @@ def decide_series(
         for k, c in enumerate(classes)
     }
     votes = {c: len(v) for c, v in confident.items()}
-    tumour = sorted((c for c in classes if c != NOTUMOR), key=lambda c: -votes[c])
-    best = tumour[0]
-    runner = votes[tumour[1]] if len(tumour) > 1 else 0
     need = max(o.min_votes, int(np.ceil(o.min_vote_fraction * len(eligible))))
-    if votes[best] >= need and _longest_run(confident[best]) >= o.min_run:
-        if runner * 2 <= votes[best]:
-            return SeriesDecision(
-                best,
-                f"{votes[best]} of {len(eligible)} eligible slices confidently {best}",
-                probabilities,
-                decisions,
-                votes,
-            )
-        return SeriesDecision(
-            INDETERMINATE,
-            f"conflicting tumour evidence: {best} {votes[best]} vs {tumour[1]} {runner} slices",
-            probabilities,
-            decisions,
-            votes,
-        )
-    if votes.get(NOTUMOR, 0) >= o.notumor_fraction * len(eligible) and votes[best] < need:
+    decided = _tumour_decision(confident, need, len(eligible), ev.plane, o, classes)
+    if decided is not None:
+        label, reason = decided
+        return SeriesDecision(label, reason, probabilities, decisions, votes)
+    most_tumour = max((v for c, v in votes.items() if c != NOTUMOR), default=0)
+    if votes.get(NOTUMOR, 0) >= o.notumor_fraction * len(eligible) and most_tumour < need:
         return SeriesDecision(
             NOTUMOR,
             f"{votes[NOTUMOR]} of {len(eligible)} eligible slices confidently notumor",
@@ -197,6 +188,47 @@ def decide_series(
         decisions,
         votes,
     )
+
+
+def _tumour_decision(
+    confident: dict[str, list[int]],
+    need: int,
+    n_eligible: int,
+    plane: str,
+    o: AggregationOptions,
+    classes: Sequence[str],
+) -> tuple[str, str] | None:
+    """(label, reason) when the tumour evidence decides the series, else None.
+
+    On axial series pituitary votes come from slices above the sella (the sella level is
+    excluded), where a pituitary tumour cannot be; the JPEG-trained model calls such slices
+    of normal and glioma brains "pituitary". Unless ``pituitary_on_axial``, they neither
+    decide the series nor count as a rival tumour class, but enough of them stop a notumor
+    answer: the series is indeterminate.
+    """
+    votes = {c: len(v) for c, v in confident.items()}
+    implausible = {PITUITARY} if plane == "axial" and not o.pituitary_on_axial else set()
+    tumour = sorted(
+        (c for c in classes if c != NOTUMOR and c not in implausible), key=lambda c: -votes[c]
+    )
+    best = tumour[0] if tumour else ""
+    runner = votes[tumour[1]] if len(tumour) > 1 else 0
+    if best and votes[best] >= need and _longest_run(confident[best]) >= o.min_run:
+        if runner * 2 <= votes[best]:
+            return best, f"{votes[best]} of {n_eligible} eligible slices confidently {best}"
+        return (
+            INDETERMINATE,
+            f"conflicting tumour evidence: {best} {votes[best]} vs {tumour[1]} {runner} slices",
+        )
+    for c in implausible:
+        if votes.get(c, 0) >= need:
+            return (
+                INDETERMINATE,
+                f"{votes[c]} of {n_eligible} eligible slices called {c} above the sella level "
+                "of an axial series, where a pituitary tumour cannot be: the model's pituitary "
+                "class is unreliable there, so brainxai abstains",
+            )
+    return None
 
 
 def unsupported_sequence(decision: SeriesDecision, sequence: str) -> SeriesDecision:

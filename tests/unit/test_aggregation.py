@@ -52,9 +52,37 @@ def test_scattered_votes_without_a_run_are_not_enough() -> None:
 
 
 def test_conflicting_tumour_classes_abstain() -> None:
-    probs = [N] * 7 + [G] * 4 + [P] * 4 + [N] * 5
+    probs = [N] * 7 + [G] * 4 + [M] * 4 + [N] * 5
     d = decide_series(_evidence(probs))
     assert d.label == INDETERMINATE and "conflicting" in d.reason
+
+
+def _plane(ev: SliceEvidence, plane: str) -> SliceEvidence:
+    return SliceEvidence(ev.probs, ev.head_area, ev.position, ev.ood_score, 10.0, plane=plane)
+
+
+def test_pituitary_votes_above_the_sella_of_an_axial_series_abstain() -> None:
+    probs = [N] * 7 + [P] * 5 + [N] * 8
+    d = decide_series(_evidence(probs))
+    assert d.label == INDETERMINATE and "sella" in d.reason
+    assert d.votes["pituitary"] == 5
+    # Allowed by option, or on a sagittal series (midline slices show the sella), it decides.
+    assert decide_series(_evidence(probs), AggregationOptions(pituitary_on_axial=True)).label == (
+        "pituitary"
+    )
+    assert decide_series(_plane(_evidence(probs), "sagittal")).label == "pituitary"
+
+
+def test_axial_pituitary_votes_are_no_rival_to_glioma() -> None:
+    probs = [N] * 7 + [G] * 4 + [P] * 3 + [N] * 6
+    assert decide_series(_evidence(probs)).label == "glioma"
+    assert decide_series(_plane(_evidence(probs), "sagittal")).label == INDETERMINATE
+
+
+def test_tumour_votes_without_a_run_prevent_notumor() -> None:
+    probs = [N] * 7 + [G, N, G, N, G] + [N] * 8
+    d = decide_series(_evidence(probs), AggregationOptions(notumor_fraction=0.5))
+    assert d.label == INDETERMINATE
 
 
 def test_out_of_distribution_slices_are_not_assessed() -> None:
