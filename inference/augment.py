@@ -1,8 +1,7 @@
 """Training-time augmentation (MONAI): geometry plus scanner effects.
 
-Bias field, gamma/contrast, histogram shifts, Gibbs ringing, noise, blur and lower
-resolution imitate how real DICOM series differ from the curated JPEGs, so the model
-relies less on one scanner's look.
+Bias field, gamma/contrast, noise, blur and lower resolution imitate how real DICOM
+series differ from the curated JPEGs, so the model relies less on one scanner's look.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from monai.transforms import (
     RandFlip,
     RandGaussianNoise,
     RandGaussianSmooth,
-    RandGibbsNoise,
-    RandHistogramShift,
     RandScaleIntensity,
     RandSimulateLowResolution,
     ScaleIntensityRange,
@@ -34,20 +31,18 @@ def training_transforms(image_size: int) -> Compose:
             RandAffine(
                 prob=0.8,
                 rotate_range=math.radians(15),
-                scale_range=0.15,
+                scale_range=0.12,
                 translate_range=(shift, shift),
                 shear_range=0.05,
                 padding_mode="zeros",
             ),
             RandBiasField(prob=0.3, coeff_range=(0.0, 0.25), degree=3),
-            RandAdjustContrast(prob=0.4, gamma=(0.5, 1.8)),
-            RandHistogramShift(prob=0.15, num_control_points=(5, 10)),
+            RandAdjustContrast(prob=0.4, gamma=(0.6, 1.6)),
             RandScaleIntensity(prob=0.3, factors=0.15),
             RandSimulateLowResolution(
                 prob=0.2, zoom_range=(0.5, 0.9), downsample_mode="area", upsample_mode="bilinear"
             ),
             RandGaussianSmooth(prob=0.15, sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0)),
-            RandGibbsNoise(prob=0.1, alpha=(0.0, 0.4)),
             RandGaussianNoise(prob=0.25, mean=0.0, std=0.03),
             ScaleIntensityRange(a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True),
         ]

@@ -50,7 +50,7 @@ class Tracker(Protocol):
 class TrainOptions:
     data_dir: Path
     work_dir: Path
-    epochs: int = 20
+    epochs: int = 14
     image_size: int = 160
     batch_size: int = 32
     lr: float = 2e-3
@@ -63,7 +63,7 @@ class TrainOptions:
     limit_per_class: int = 0  # 0 = all images; >0 for quick runs
     threads: int = 0  # 0 = torch default
     init_from: Path | None = None  # start from these weights (a checkpoint or bundle)
-    ema_decay: float = 0.998  # exponential moving average of the weights; 0 = off
+    ema_decay: float = 0.0  # EMA of the weights per step (e.g. 0.998); 0 = off
     progress: bool = True
 
 

@@ -18,14 +18,14 @@ HELP = "train the classifier on DIR/<class>/*.jpg; logs to MLflow and registers 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="folder with one subfolder per class")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=14)
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--val-fraction", type=float, default=0.12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--ema-decay", type=float, default=0.998, help="weight EMA decay per step (0 = off)"
+        "--ema-decay", type=float, default=0.0, help="weight EMA decay per step (0 = off)"
     )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument(

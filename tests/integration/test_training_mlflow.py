@@ -38,6 +38,7 @@ def test_tiny_training_run_is_tracked_and_registered(tmp_path: Path, monkeypatch
     monkeypatch.setenv("BRAINXAI_DATA_DIR", str(tmp_path / "var"))
     args = ["train", "--data", str(data), "--epochs", "1", "--image-size", "32"]
     args += ["--batch-size", "8", "--val-fraction", "0.25", "--export", str(tmp_path / "m.pt")]
+    args += ["--ema-decay", "0.9"]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
 
@@ -47,6 +48,7 @@ def test_tiny_training_run_is_tracked_and_registered(tmp_path: Path, monkeypatch
     assert "val_accuracy" in run.data.metrics
     history = client.get_metric_history(out["run_id"], "train_loss")
     assert len(history) == 1
+    assert len(client.get_metric_history(out["run_id"], "ema_val_acc")) == 1  # EMA was on
     artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
     assert {"confusion_matrix.png", "roc.png", "val_metrics.json"} <= artifacts
 
