@@ -13,6 +13,7 @@ import importlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 from dicom_io.network import Peer
 from dicom_io.store_scp import ScpOptions, StoreScp, allowed_aets
-from inference.errors import JobError, ModelError
+from inference.errors import BrainxaiError, JobError, ModelError
 from plugin.assembly import StudyAssembler
 from plugin.delivery import Deliverer, DeliveryOptions
 from plugin.job_store import Backoff, Job, JobStore, default_path
@@ -180,6 +181,26 @@ class Service:
             self._housekeeping.wait(60.0)
             self._housekeeping.clear()
 
+    def _warm_up_model(self) -> None:
+        """One explained batch of blank slices: the first real study then does not pay for
+        PyTorch's first-call kernel set-up (measured: about 1 s on this CPU)."""
+        if self.context.models is None:
+            return
+        try:
+            import numpy as np
+
+            from explain.attribution import explain
+
+            clf = self.context.get_classifier()
+            size = clf.image_size
+            started = time.perf_counter()
+            images = np.zeros((4, 1, size, size), np.float32)
+            explain(clf.net, images, list(self.settings.methods))
+        except (BrainxaiError, ImportError, RuntimeError) as exc:
+            log.warning("model warm-up skipped: %s", exc)
+            return
+        log.info("model warm-up in %.1f s", time.perf_counter() - started)
+
     def start(self) -> None:
         from dicom_io.pydicom_settings import configure_pydicom
         from dicom_io.warmup import warm_up
@@ -187,6 +208,7 @@ class Service:
         configure_pydicom()
 
         warm_up()  # before the first study, not during it
+        self._warm_up_model()
         resumed = self.store.recover(self.settings.quiet_seconds)
         if resumed:
             log.info("resuming %d unfinished job(s)", resumed)
