@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +156,10 @@ def throughput(tmp: Path, runs: int) -> None:
                   "nofsync_nonagle": "brainxai SCP without fsync nor TCP_NODELAY",
                   "storescp": "dcmtk storescp (no fsync)"}  # fmt: skip
         for name, label in labels.items():
-            fresh = _fresh(tmp / name)  # every run stores new files, as a first send does
-            push = [n / push_seconds(orthanc, name, study) for _ in range(runs) if fresh()]
-            slow = [n / push_seconds(nagle, name, nagle_study) for _ in range(runs) if fresh()]
-            scu = [n / storescu_seconds(ports[name], files) for _ in range(runs) if fresh()]
+            folder = tmp / name  # emptied before every run: each run is a first send
+            push = _rates(n, runs, folder, partial(push_seconds, orthanc, name, study))
+            slow = _rates(n, runs, folder, partial(push_seconds, nagle, name, nagle_study))
+            scu = _rates(n, runs, folder, partial(storescu_seconds, ports[name], files))
             m = statistics.median
             print(f"  {label:<44} {m(push):12.0f} {m(slow):12.0f} {m(scu):9.0f}")
     finally:
@@ -170,19 +171,23 @@ def throughput(tmp: Path, runs: int) -> None:
         dcmtk.wait(10)
 
 
-def _fresh(receiver_dir: Path) -> Callable[[], bool]:
-    """A callable that empties a receiver's folder before a run (the SCP re-creates it)."""
+def _rates(n: int, runs: int, folder: Path, send: Callable[[], float]) -> list[float]:
+    """Instances per second of ``runs`` sends, each into an emptied receiver folder."""
+    out = []
+    for _ in range(runs):
+        _clear(folder)
+        out.append(n / send())
+    return out
 
-    def clear() -> bool:
-        incoming = receiver_dir / "incoming"
-        if incoming.is_dir():
-            shutil.rmtree(incoming)
-        if receiver_dir.name == "storescp":
-            for f in receiver_dir.iterdir():
-                f.unlink()
-        return True
 
-    return clear
+def _clear(receiver_dir: Path) -> None:
+    """Empty a receiver's folder before a run (the SCP re-creates it)."""
+    incoming = receiver_dir / "incoming"
+    if incoming.is_dir():
+        shutil.rmtree(incoming)
+    if receiver_dir.name == "storescp":
+        for f in receiver_dir.iterdir():
+            f.unlink()
 
 
 def latency(

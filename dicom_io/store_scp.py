@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -83,17 +84,6 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, chunks: Sequence[bytes]) -> None:
-    pending = [memoryview(c) for c in chunks if c]
-    while pending:
-        written = os.writev(fd, pending)
-        while pending and written >= len(pending[0]):
-            written -= len(pending[0])
-            pending.pop(0)
-        if pending and written:
-            pending[0] = pending[0][written:]
-
-
 def write_durably(path: Path, chunks: Sequence[bytes], sync: bool = True) -> None:
     """Write ``chunks`` to ``path``; with ``sync``, file and directory are fsync'd first.
 
@@ -106,12 +96,12 @@ def write_durably(path: Path, chunks: Sequence[bytes], sync: bool = True) -> Non
     except FileExistsError:
         target = path.with_name(f".{path.name}.tmp")
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, chunks)
+    with open(fd, "wb") as f:  # buffered: writes every chunk whole, then closes fd
+        for chunk in chunks:
+            f.write(chunk)
+        f.flush()
         if sync:
             os.fsync(fd)
-    finally:
-        os.close(fd)
     if target != path:
         os.replace(target, path)
     if sync:
@@ -121,18 +111,17 @@ def write_durably(path: Path, chunks: Sequence[bytes], sync: bool = True) -> Non
 _STUDY_UID_TAG = 0x0020000D
 
 
-def study_uid_of(event: evt.Event) -> str:
-    """The received data set's StudyInstanceUID, decoding only the elements before it.
+def study_uid_of(dataset: bytes, transfer_syntax: str) -> str:
+    """StudyInstanceUID of an encoded data set, decoding only the elements before it.
 
-    Decoding the whole data set (``event.dataset``) costs several times more; deflated
-    transfer syntaxes still take that path.
+    Decoding the whole data set costs several times more. A deflated data set (PS3.5 A.5)
+    is inflated first; it is then Explicit VR Little Endian.
     """
-    syntax = UID(str(event.context.transfer_syntax))
-    if syntax.is_deflated or not syntax.is_transfer_syntax:
-        return str(event.dataset.StudyInstanceUID)
-    stream = BytesIO(event.encoded_dataset(include_meta=False))
+    syntax = UID(transfer_syntax)
+    if syntax.is_deflated:
+        dataset = zlib.decompress(dataset, -zlib.MAX_WBITS)
     head = read_dataset(
-        stream,
+        BytesIO(dataset),
         syntax.is_implicit_VR,
         syntax.is_little_endian,
         stop_when=lambda tag, vr, length: tag > _STUDY_UID_TAG,
@@ -208,9 +197,19 @@ class StoreScp:
         assoc_id = id(event.assoc)
         request: Any = event.request
         sop_uid = str(request.AffectedSOPInstanceUID)
+        syntax = str(event.context.transfer_syntax)
+        dataset = event.encoded_dataset(include_meta=False)
         try:
-            study_uid = study_uid_of(event)
-        except (AttributeError, InvalidDicomError, ValueError, KeyError, EOFError, OSError):
+            study_uid = study_uid_of(dataset, syntax)
+        except (
+            AttributeError,
+            InvalidDicomError,
+            ValueError,
+            KeyError,
+            EOFError,
+            OSError,
+            zlib.error,
+        ):
             log.warning("instance %s has no readable StudyInstanceUID: refused", sop_uid)
             return STATUS_CANNOT_UNDERSTAND
         if not (is_valid_uid(study_uid) and is_valid_uid(sop_uid)):
@@ -220,14 +219,9 @@ class StoreScp:
             self.sink.instance_arriving(assoc_id, study_uid)
             path = self._study_dir(study_uid) / f"{sop_uid}.dcm"
             meta = encode_file_meta(
-                str(request.AffectedSOPClassUID),
-                sop_uid,
-                str(event.context.transfer_syntax),
-                str(event.assoc.requestor.ae_title),
+                str(request.AffectedSOPClassUID), sop_uid, syntax, event.assoc.requestor.ae_title
             )
-            write_durably(
-                path, (meta, event.encoded_dataset(include_meta=False)), self.options.fsync
-            )
+            write_durably(path, (meta, dataset), self.options.fsync)
             self.sink.instance_stored(assoc_id, study_uid, sop_uid)
         except (OSError, BrainxaiError) as exc:
             log.error("cannot store instance %s of study %s: %s", sop_uid, study_uid, exc)

@@ -207,9 +207,9 @@ def _tumour_decision(
     answer: the series is indeterminate.
     """
     votes = {c: len(v) for c, v in confident.items()}
-    implausible = {PITUITARY} if plane == "axial" and not o.pituitary_on_axial else set()
+    implausible = PITUITARY if plane == "axial" and not o.pituitary_on_axial else ""
     tumour = sorted(
-        (c for c in classes if c != NOTUMOR and c not in implausible), key=lambda c: -votes[c]
+        (c for c in classes if c not in (NOTUMOR, implausible)), key=lambda c: -votes[c]
     )
     best = tumour[0] if tumour else ""
     runner = votes[tumour[1]] if len(tumour) > 1 else 0
@@ -220,14 +220,13 @@ def _tumour_decision(
             INDETERMINATE,
             f"conflicting tumour evidence: {best} {votes[best]} vs {tumour[1]} {runner} slices",
         )
-    for c in implausible:
-        if votes.get(c, 0) >= need:
-            return (
-                INDETERMINATE,
-                f"{votes[c]} of {n_eligible} eligible slices called {c} above the sella level "
-                "of an axial series, where a pituitary tumour cannot be: the model's pituitary "
-                "class is unreliable there, so brainxai abstains",
-            )
+    if implausible and votes.get(implausible, 0) >= need:
+        return (
+            INDETERMINATE,
+            f"{votes[implausible]} of {n_eligible} eligible slices called {implausible} above "
+            "the sella level of an axial series, where a pituitary tumour cannot be: the "
+            "model's pituitary class is unreliable there, so brainxai abstains",
+        )
     return None
 
 

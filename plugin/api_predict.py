@@ -157,8 +157,7 @@ def predict_upload(
     model: LoadedModel, upload: DecodedUpload, options: PredictOptions, lock: Any
 ) -> PredictResponse:
     """Classify and explain one decoded upload (model use serialised by ``lock``)."""
-    from explain.attribution import explain
-    from explain.options import CAM_METHODS
+    from plugin.explained_prediction import predict_and_explain
 
     clf = model.classifier
     timings: dict[str, float] = {}
@@ -169,21 +168,9 @@ def predict_upload(
     timings["preprocess"] = time.perf_counter() - t0
     with lock:
         t1 = time.perf_counter()
-        if CAM_METHODS & set(options.methods):
-            # Grad-CAM's own forward pass gives the logits: one trunk pass per request.
-            maps = explain(clf.net, images, list(options.methods), None, options.explain)
-            first = maps[next(m for m in options.methods if m in CAM_METHODS)]
-            assert first.logits is not None and first.pooled is not None
-            pred = clf.prediction_from(first.logits, first.pooled)
-            target = int(pred.probs[0].argmax())
-            timings["inference_and_explain"] = time.perf_counter() - t1
-        else:
-            pred = clf.predict(images)
-            target = int(pred.probs[0].argmax())
-            timings["inference"] = time.perf_counter() - t1
-            t2 = time.perf_counter()
-            maps = explain(clf.net, images, list(options.methods), [target], options.explain)
-            timings["explain"] = time.perf_counter() - t2
+        pred, maps = predict_and_explain(clf, images, options.methods, options.explain)
+        target = int(pred.probs[0].argmax())
+        timings["inference_and_explain"] = time.perf_counter() - t1
         t3 = time.perf_counter()
         quality = explanation_quality(clf.net, pre, maps, options.quality)
         timings["quality"] = time.perf_counter() - t3

@@ -26,7 +26,7 @@ from dicom_io.sequence import T2_LIKE, sequence_of
 from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
 from dicom_io.structured_report import SkippedSeries, build_report
-from explain.attribution import Attribution, explain
+from explain.attribution import Attribution
 from explain.quality import QualityMetrics, QualityOptions, quality_metrics
 from explain.rendering import overlay
 from inference.aggregation import (
@@ -40,6 +40,7 @@ from inference.aggregation import (
 from inference.bundle import Classifier, Prediction
 from inference.errors import BrainxaiError
 from inference.preprocessing import Preprocessed, preprocess
+from plugin.explained_prediction import predict_and_explain
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def analyze_series(
     cfg = clf.meta.preprocess
     result.prepared = [preprocess(s.pixels, cfg) for s in series.slices]
     images = np.stack([p.image for p in result.prepared])
-    pred, attributions = _predict_and_explain(clf, images, opts.methods)
+    pred, attributions = predict_and_explain(clf, images, opts.methods)
     result.prediction = pred
     decision = decide_series(slice_evidence(series, result.prepared, pred, clf), opts.aggregation)
     if result.sequence in T2_LIKE:
@@ -110,26 +111,6 @@ def analyze_series(
     result.maps = {m: a.normalised for m, a in attributions.items()}
     result.quality = _quality(clf, images, result, attributions, opts)
     return result
-
-
-def _predict_and_explain(
-    clf: Classifier, images: NDArray[np.float32], methods: Sequence[str]
-) -> tuple[Prediction, dict[str, Attribution]]:
-    """Prediction and attribution maps of every slice for its predicted class.
-
-    Grad-CAM's forward pass yields the logits and pooled features, so with a CAM method the
-    prediction costs no second pass through the trunk (temperature scaling keeps the argmax,
-    so Grad-CAM's target is the calibrated prediction).
-    """
-    cam_method = next((m for m in methods if m in ("gradcam", "gradcampp")), None)
-    if cam_method is not None:
-        attributions = explain(clf.net, images[:, None], methods)
-        first = attributions[cam_method]
-        if first.logits is not None and first.pooled is not None:
-            return clf.prediction_from(first.logits, first.pooled), attributions
-    pred = clf.predict(images)
-    targets = pred.probs.argmax(axis=1)
-    return pred, explain(clf.net, images[:, None], methods, targets=targets)
 
 
 def slice_evidence(

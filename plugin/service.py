@@ -189,13 +189,12 @@ class Service:
         try:
             import numpy as np
 
-            from explain.attribution import explain
+            from plugin.explained_prediction import predict_and_explain
 
             clf = self.context.get_classifier()
-            size = clf.image_size
             started = time.perf_counter()
-            images = np.zeros((4, 1, size, size), np.float32)
-            explain(clf.net, images, list(self.settings.methods))
+            blank = np.zeros((4, clf.image_size, clf.image_size), np.float32)
+            predict_and_explain(clf, blank, list(self.settings.methods))
         except (BrainxaiError, ImportError, RuntimeError) as exc:
             log.warning("model warm-up skipped: %s", exc)
             return
