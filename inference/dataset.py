@@ -123,3 +123,14 @@ def split_by_groups(
     val = tuple(it for i, it in enumerate(items) if i in val_idx)
     sizes = np.array([len(m) for m in by_group.values()])
     return Split(train, val, n_groups=len(by_group), n_duplicates=int(sizes[sizes > 1].sum()))
+
+
+def duplicate_aware_split(
+    items: Sequence[LabelledImage],
+    val_fraction: float = 0.12,
+    seed: int = 0,
+    max_distance: int = 4,
+) -> Split:
+    """Hash every image, group near-duplicates and split by groups (training's split)."""
+    groups = duplicate_groups([phash(i.path) for i in items], max_distance)
+    return split_by_groups(items, groups, val_fraction, seed)

@@ -27,11 +27,9 @@ from inference.bundle import BundleMeta, Classifier, save_bundle
 from inference.calibration import fit_temperature, softmax
 from inference.dataset import (
     LabelledImage,
-    duplicate_groups,
+    duplicate_aware_split,
     list_images,
     load_image,
-    phash,
-    split_by_groups,
 )
 from inference.metrics import classification_metrics
 from inference.model import build_network
@@ -145,9 +143,7 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
     work = Path(opts.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     items = _limit(list_images(opts.data_dir), opts.limit_per_class)
-    hashes = [phash(i.path) for i in items]
-    groups = duplicate_groups(hashes, opts.duplicate_distance)
-    split = split_by_groups(items, groups, opts.val_fraction, opts.seed)
+    split = duplicate_aware_split(items, opts.val_fraction, opts.seed, opts.duplicate_distance)
     split_info = {
         "n_train": len(split.train),
         "n_val": len(split.validation),

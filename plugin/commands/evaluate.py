@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from inference.dataset import list_images, load_image
+from inference.dataset import LabelledImage, duplicate_aware_split, list_images, load_image
 from inference.metrics import classification_metrics
 from inference.preprocessing import preprocess
 from inference.registry import load_model
@@ -24,12 +24,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="metrics JSON file")
     p.add_argument("--model", help="weights file or models:/ URI (default: bundled model)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--split",
+        choices=("all", "train", "validation"),
+        default="all",
+        help="all images, or one side of training's duplicate-aware split of DIR",
+    )
+    p.add_argument("--val-fraction", type=float, default=0.12, help="as given to train")
+    p.add_argument("--seed", type=int, default=0, help="split seed, as given to train")
+
+
+def _selected(items: list[LabelledImage], args: argparse.Namespace) -> list[LabelledImage]:
+    if args.split == "all":
+        return items
+    split = duplicate_aware_split(items, args.val_fraction, args.seed)
+    return list(split.validation if args.split == "validation" else split.train)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     clf = load_model(args.model, settings.tracking_uri())
-    items = list_images(args.data, clf.meta.classes)
+    items = _selected(list_images(args.data, clf.meta.classes), args)
     cfg = clf.meta.preprocess
     probs = []
     for start in tqdm(range(0, len(items), args.batch_size), desc="evaluate", unit="batch"):
@@ -41,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = classification_metrics(labels, p, clf.meta.classes)
     classes = list(clf.meta.classes)
     metrics["model"] = {"name": clf.meta.name, "version": clf.version}
+    metrics["split"] = args.split
     metrics["predictions"] = [
         {
             "path": str(i.path.relative_to(args.data)),

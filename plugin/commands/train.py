@@ -29,6 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument(
+        "--init-from",
+        type=Path,
+        help="start from these weights (a bundle or checkpoint) instead of random ones",
+    )
+    p.add_argument(
         "--work-dir", type=Path, help="checkpoints and cache (default DATA_DIR/training)"
     )
     p.add_argument("--limit-per-class", type=int, default=0, help="use at most N images per class")
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         ema_decay=args.ema_decay,
         resume=args.resume,
+        init_from=args.init_from,
         limit_per_class=args.limit_per_class,
     )
     with tracking_run(settings.tracking_uri(), args.run_name) as run_info:

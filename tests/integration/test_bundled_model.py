@@ -11,7 +11,7 @@ import pytest
 
 from inference import CLASSES
 from inference.bundle import load_bundle
-from inference.dataset import list_images, load_image
+from inference.dataset import duplicate_aware_split, list_images, load_image
 from inference.preprocessing import preprocess
 from plugin.cli import main
 from tests.conftest import shared
@@ -88,3 +88,23 @@ def test_predict_cli_reads_dicom(bundled_model: Path, name: str, capsys) -> None
     assert main(["predict", "--json", "--model", str(bundled_model), str(first)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["results"][0]["class"] in CLASSES
+
+
+def test_evaluate_cli_validation_split_is_trainings(bundled_model: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for path, label in _sample(6):
+        dest = data / CLASSES[label] / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+    seen: dict[str, set[str]] = {}
+    for side in ("train", "validation"):
+        out = tmp_path / f"{side}.json"
+        args = ["evaluate", "--data", str(data), "--out", str(out), "--model", str(bundled_model)]
+        assert main([*args, "--split", side, "--val-fraction", "0.34", "--seed", "1"]) == 0
+        m = json.loads(out.read_text())
+        assert m["split"] == side
+        seen[side] = {p["path"] for p in m["predictions"]}
+    expected = duplicate_aware_split(list_images(data), 0.34, 1)
+    assert seen["validation"] == {str(i.path.relative_to(data)) for i in expected.validation}
+    assert seen["validation"] and seen["train"] and not seen["validation"] & seen["train"]
+    assert len(seen["validation"]) + len(seen["train"]) == 24
