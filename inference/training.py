@@ -92,6 +92,8 @@ def preprocess_images(
     items: Sequence[LabelledImage], cfg: PreprocessConfig, cache_dir: Path | None
 ) -> NDArray[np.float16]:
     """Preprocess every image once (cached on disk by file list and settings)."""
+    if not items:
+        return np.zeros((0, cfg.image_size, cfg.image_size), dtype=np.float16)
     key = hashlib.sha256(
         (repr(cfg.to_dict()) + "".join(str(i.path) for i in items)).encode()
     ).hexdigest()[:16]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -73,3 +74,29 @@ def test_tiny_training_run_is_tracked_and_registered(tmp_path: Path, monkeypatch
 
     path = resolve_model(f"models:/{MODEL_NAME}@champion", uri)
     assert load_bundle(path).meta.preprocess.image_size == 32
+
+
+def test_training_starts_from_init_weights(tmp_path: Path) -> None:
+    """--init-from: the run starts from the given bundle's weights, not a fresh init."""
+    import torch
+
+    from inference.bundle import BundleMeta, save_bundle
+    from inference.model import build_network
+    from inference.training import TrainOptions, train
+
+    data = tmp_path / "data"
+    _make_dataset(data, per_class=6)
+    torch.manual_seed(123)
+    start = build_network(len(CLASSES))
+    save_bundle(tmp_path / "start.pt", start, BundleMeta(), None)
+    opts = TrainOptions(data_dir=data, work_dir=tmp_path / "work", epochs=1, image_size=32)
+    opts = dataclasses.replace(opts, batch_size=8, lr=1e-12, val_fraction=0.25, progress=False)
+    fresh = load_bundle(train(opts).bundle_path).net.state_dict()
+    tuned_opts = dataclasses.replace(
+        opts, init_from=tmp_path / "start.pt", work_dir=tmp_path / "work2"
+    )
+    tuned = load_bundle(train(tuned_opts).bundle_path).net.state_dict()
+    key = next(k for k, v in start.state_dict().items() if v.ndim == 4)  # first conv kernel
+    want = start.state_dict()[key].half().float()
+    assert torch.allclose(tuned[key].float(), want, atol=1e-3)
+    assert not torch.allclose(fresh[key].float(), want, atol=1e-3)
