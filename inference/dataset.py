@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -125,6 +126,19 @@ def split_by_groups(
     return Split(train, val, n_groups=len(by_group), n_duplicates=int(sizes[sizes > 1].sum()))
 
 
+def limit_per_class(items: Sequence[LabelledImage], per_class: int) -> list[LabelledImage]:
+    """The first ``per_class`` images of each class (all of them when ``per_class`` <= 0)."""
+    if per_class <= 0:
+        return list(items)
+    out: list[LabelledImage] = []
+    counts: dict[int, int] = {}
+    for it in items:
+        if counts.get(it.label, 0) < per_class:
+            out.append(it)
+            counts[it.label] = counts.get(it.label, 0) + 1
+    return out
+
+
 def duplicate_aware_split(
     items: Sequence[LabelledImage],
     val_fraction: float = 0.12,
@@ -134,3 +148,22 @@ def duplicate_aware_split(
     """Hash every image, group near-duplicates and split by groups (training's split)."""
     groups = duplicate_groups([phash(i.path) for i in items], max_distance)
     return split_by_groups(items, groups, val_fraction, seed)
+
+
+def _number(options: Mapping[str, Any], key: str, default: float) -> float:
+    try:
+        return float(options.get(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+def repeat_training_split(items: Sequence[LabelledImage], options: Mapping[str, Any]) -> Split:
+    """The split a training run made of ``items``, from its recorded options (a model's
+    ``extra["options"]``: values may be strings; missing ones take training's defaults)."""
+    kept = limit_per_class(items, int(_number(options, "limit_per_class", 0)))
+    return duplicate_aware_split(
+        kept,
+        _number(options, "val_fraction", 0.12),
+        int(_number(options, "seed", 0)),
+        int(_number(options, "duplicate_distance", 4)),
+    )

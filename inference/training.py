@@ -28,6 +28,7 @@ from inference.calibration import fit_temperature, softmax
 from inference.dataset import (
     LabelledImage,
     duplicate_aware_split,
+    limit_per_class,
     list_images,
     load_image,
 )
@@ -74,18 +75,6 @@ class TrainResult:
     val_probs: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     split_info: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def _limit(items: list[LabelledImage], per_class: int) -> list[LabelledImage]:
-    if per_class <= 0:
-        return items
-    out: list[LabelledImage] = []
-    counts: dict[int, int] = {}
-    for it in items:
-        if counts.get(it.label, 0) < per_class:
-            out.append(it)
-            counts[it.label] = counts.get(it.label, 0) + 1
-    return out
 
 
 def preprocess_images(
@@ -144,7 +133,7 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
         torch.set_num_threads(opts.threads)
     work = Path(opts.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    items = _limit(list_images(opts.data_dir), opts.limit_per_class)
+    items = limit_per_class(list_images(opts.data_dir), opts.limit_per_class)
     split = duplicate_aware_split(items, opts.val_fraction, opts.seed, opts.duplicate_distance)
     split_info = {
         "n_train": len(split.train),

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from inference.dataset import LabelledImage, duplicate_aware_split, list_images, load_image
+from inference.bundle import Classifier
+from inference.dataset import LabelledImage, list_images, load_image, repeat_training_split
 from inference.metrics import classification_metrics
 from inference.preprocessing import preprocess
 from inference.registry import load_model
@@ -28,23 +29,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--split",
         choices=("all", "train", "validation"),
         default="all",
-        help="all images, or one side of training's duplicate-aware split of DIR",
+        help="all images, or one side of the model's duplicate-aware training split of DIR",
     )
-    p.add_argument("--val-fraction", type=float, default=0.12, help="as given to train")
-    p.add_argument("--seed", type=int, default=0, help="split seed, as given to train")
+    p.add_argument("--val-fraction", type=float, help="override the model's recorded value")
+    p.add_argument("--seed", type=int, help="override the model's recorded split seed")
 
 
-def _selected(items: list[LabelledImage], args: argparse.Namespace) -> list[LabelledImage]:
+def _selected(
+    items: list[LabelledImage], clf: Classifier, args: argparse.Namespace
+) -> list[LabelledImage]:
     if args.split == "all":
         return items
-    split = duplicate_aware_split(items, args.val_fraction, args.seed)
+    options = dict(clf.meta.extra.get("options", {}))
+    for key in ("val_fraction", "seed"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    split = repeat_training_split(items, options)
     return list(split.validation if args.split == "validation" else split.train)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     clf = load_model(args.model, settings.tracking_uri())
-    items = _selected(list_images(args.data, clf.meta.classes), args)
+    items = _selected(list_images(args.data, clf.meta.classes), clf, args)
     cfg = clf.meta.preprocess
     probs = []
     for start in tqdm(range(0, len(items), args.batch_size), desc="evaluate", unit="batch"):

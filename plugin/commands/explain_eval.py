@@ -19,7 +19,7 @@ from explain.quality import QualityOptions, quality_metrics, randomisation_rank_
 from explain.rendering import add_text, overlay, to_png
 from explain.summary import MetricRow, summarise_method
 from inference.bundle import Classifier
-from inference.dataset import LabelledImage, list_images, load_image
+from inference.dataset import LabelledImage, list_images, load_image, repeat_training_split
 from inference.errors import InputError
 from inference.preprocessing import preprocess
 from plugin.commands.explain import BANNER, load_classifier
@@ -53,38 +53,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def _option(meta_options: dict[str, Any], key: str, default: float) -> float:
-    try:
-        return float(meta_options.get(key, default))
-    except (TypeError, ValueError):
-        return default
-
-
 def select_items(
     data: Path, clf: Classifier, split: str, limit: int, seed: int
 ) -> list[LabelledImage]:
     """The images to evaluate: all, or one side of the training split, then ``limit``/class."""
     items = list_images(data, clf.meta.classes)
     if split != "all":
-        from inference.dataset import duplicate_groups, phash, split_by_groups
-
-        opts = dict(clf.meta.extra.get("options", {}))
-        per_class = int(_option(opts, "limit_per_class", 0))
-        if per_class > 0:
-            counts: dict[int, int] = {}
-            kept = []
-            for it in items:
-                if counts.get(it.label, 0) < per_class:
-                    kept.append(it)
-                    counts[it.label] = counts.get(it.label, 0) + 1
-            items = kept
         log.info("hashing %d images to repeat the training split", len(items))
-        groups = duplicate_groups(
-            [phash(i.path) for i in items], int(_option(opts, "duplicate_distance", 4))
-        )
-        parts = split_by_groups(
-            items, groups, _option(opts, "val_fraction", 0.12), int(_option(opts, "seed", 0))
-        )
+        parts = repeat_training_split(items, dict(clf.meta.extra.get("options", {})))
         items = list(parts.validation if split == "validation" else parts.train)
     if limit > 0:
         rng = np.random.default_rng(seed)
