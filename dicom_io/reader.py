@@ -280,6 +280,52 @@ def assemble(slices: Sequence[Slice]) -> list[Series]:
     return [_build_series(study, series, list(g.values())) for (study, series), g in groups.items()]
 
 
+def _distinct(values: Sequence[float | None]) -> bool:
+    """True when every value is known and no two coincide (to 0.01 mm)."""
+    if any(v is None for v in values):
+        return False
+    rounded = np.round(np.asarray(values, dtype=np.float64), 2)
+    return len(np.unique(rounded)) == len(rounded)
+
+
+def _fallback_positions(
+    items: list[Slice], normal: NDArray[np.float64], notes: list[str]
+) -> tuple[list[Slice], str]:
+    """Positions from SliceLocation, else InstanceNumber x spacing, when IPP is degenerate.
+
+    Some archives write the same ImagePositionPatient on every slice of a series (PS3.3
+    C.7.6.2 requires each slice's own). SliceLocation (C.7.6.2.1.2) is then the best
+    remaining evidence; InstanceNumber times SliceThickness the last resort. The slices'
+    ImagePositionPatient is rebuilt along the normal from the first one, so that derived
+    objects get distinct, consistent plane positions; the series notes say so.
+    """
+    locations = [_float(s.dataset.get("SliceLocation")) for s in items]
+    if _distinct(locations):
+        source, pos = "SliceLocation", [float(v) for v in locations if v is not None]
+    elif _distinct([s.instance_number for s in items]):
+        step = items[0].slice_thickness or 1.0
+        source = "InstanceNumber x SliceThickness"
+        pos = [float(s.instance_number or 0) * step for s in items]
+    else:
+        notes.append("ImagePositionPatient repeats and no other position: sorted by number")
+        items.sort(key=lambda s: (s.instance_number or 0, s.frame_number or 0))
+        return items, "instance number"
+    notes.append(f"ImagePositionPatient repeats across slices: positions from {source}")
+    base = np.asarray(items[0].image_position, dtype=np.float64)
+    p0 = pos[0]
+    out = []
+    for s, p in zip(items, pos, strict=True):
+        ipp = base + normal * (p - p0)
+        out.append(
+            replace(
+                s,
+                position_mm=float(np.dot(ipp, normal)),
+                image_position=(float(ipp[0]), float(ipp[1]), float(ipp[2])),
+            )
+        )
+    return out, source
+
+
 def canonical_normal(orientation: Orientation) -> Vector3:
     """Slice normal flipped so its dominant component is positive.
 
@@ -301,17 +347,22 @@ def _build_series(study: str, series_uid: str, items: list[Slice]) -> Series:
             normal = canonical_normal(ori)
         except ValueError:
             notes.append("invalid ImageOrientationPatient")
+    sorted_by = "instance number"
     if normal is not None:
         nv = np.asarray(normal)
         items = [
             replace(s, position_mm=float(np.dot(np.asarray(s.image_position), nv))) for s in items
         ]
-        items.sort(key=lambda s: (s.position_mm, s.instance_number or 0, s.frame_number or 0))
-        sorted_by = "position"
+        if _distinct([s.position_mm for s in items]) or len(items) == 1:
+            sorted_by = "position"
+        else:
+            items, sorted_by = _fallback_positions(items, nv, notes)
     else:
-        items.sort(key=lambda s: (s.instance_number or 0, s.frame_number or 0))
-        sorted_by = "instance number"
         notes.append("no usable ImagePositionPatient/ImageOrientationPatient: sorted by number")
+    if sorted_by == "instance number":
+        items.sort(key=lambda s: (s.instance_number or 0, s.frame_number or 0))
+    else:
+        items.sort(key=lambda s: (s.position_mm or 0.0, s.instance_number or 0, s.frame_number or 0))
     header = items[0].dataset
     return Series(
         study_instance_uid=study,

@@ -6,6 +6,7 @@ The loop knows nothing about MLflow: it reports to a ``Tracker`` (see registry.p
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -63,6 +64,9 @@ class TrainOptions:
     threads: int = 0  # 0 = torch default
     init_from: Path | None = None  # start from these weights (a checkpoint or bundle)
     ema_decay: float = 0.0  # EMA of the weights per step (e.g. 0.998); 0 = off
+    # Labelled real MR slices (``brainxai real-slices``) appended to the training side.
+    real_slices: Path | None = None
+    real_min_per_class: int = 300  # rarer real classes are repeated up to this many
     progress: bool = True
 
 
@@ -94,6 +98,25 @@ def preprocess_images(
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, arr)
     return arr
+
+
+def load_real_slices(
+    path: Path, cfg: PreprocessConfig, min_per_class: int
+) -> tuple[NDArray[np.float16], NDArray[np.int64]]:
+    """Real slices from an ``.npz``; classes with fewer than ``min_per_class`` repeated."""
+    with np.load(path) as z:
+        stored = PreprocessConfig.from_dict(json.loads(str(z["preprocess"])))
+        if stored != cfg:
+            raise ValueError(f"{path}: preprocessed with {stored}, training uses {cfg}")
+        images, labels = z["images"].astype(np.float16), z["labels"].astype(np.int64)
+    idx = [np.arange(len(labels))]
+    for k in np.unique(labels):
+        members = np.flatnonzero(labels == k)
+        if 0 < len(members) < min_per_class:
+            extra = int(np.ceil(min_per_class / len(members))) - 1
+            idx.extend([members] * extra)
+    order = np.concatenate(idx)
+    return images[order], labels[order]
 
 
 def _batches(n: int, batch: int, rng: np.random.Generator) -> list[NDArray[np.int64]]:
@@ -148,6 +171,11 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
     x_val = preprocess_images(split.validation, cfg, work / "cache")
     y_train = np.array([i.label for i in split.train], dtype=np.int64)
     y_val = np.array([i.label for i in split.validation], dtype=np.int64)
+    if opts.real_slices is not None:
+        x_real, y_real = load_real_slices(opts.real_slices, cfg, opts.real_min_per_class)
+        x_train = np.concatenate([x_train, x_real])
+        y_train = np.concatenate([y_train, y_real])
+        split_info["n_real_train"] = int(len(y_real))
     if tracker is not None:
         params = {k: str(v) for k, v in asdict(opts).items()}
         tracker.log_params({**params, **{k: str(v) for k, v in split_info.items()}})

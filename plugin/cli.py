@@ -21,6 +21,7 @@ COMMANDS = (
     "serve",
     "demo",
     "models",
+    "real_slices",
 )
 
 

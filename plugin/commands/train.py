@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--work-dir", type=Path, help="checkpoints and cache (default DATA_DIR/training)"
     )
+    p.add_argument(
+        "--real-slices", type=Path, help="labelled real MR slices (brainxai real-slices) to add"
+    )
     p.add_argument("--limit-per-class", type=int, default=0, help="use at most N images per class")
     p.add_argument("--export", type=Path, help="also copy the trained bundle to this path")
     p.add_argument("--run-name", default="train")
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         init_from=args.init_from,
         limit_per_class=args.limit_per_class,
+        real_slices=args.real_slices,
     )
     with tracking_run(settings.tracking_uri(), args.run_name) as run_info:
         result = train(opts, MlflowTracker())
