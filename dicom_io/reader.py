@@ -362,7 +362,9 @@ def _build_series(study: str, series_uid: str, items: list[Slice]) -> Series:
     if sorted_by == "instance number":
         items.sort(key=lambda s: (s.instance_number or 0, s.frame_number or 0))
     else:
-        items.sort(key=lambda s: (s.position_mm or 0.0, s.instance_number or 0, s.frame_number or 0))
+        items.sort(
+            key=lambda s: (s.position_mm or 0.0, s.instance_number or 0, s.frame_number or 0)
+        )
     header = items[0].dataset
     return Series(
         study_instance_uid=study,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from inference.precision import bf16_fast
 
 METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "saliency", "smoothgrad", "occlusion")
 CAM_METHODS: frozenset[str] = frozenset({"gradcam", "gradcampp"})
@@ -20,7 +22,7 @@ class ExplainOptions:
     ``occlusion_baseline`` and records the drop in the target-class probability.
     """
 
-    bf16: bool = True
+    bf16: bool = field(default_factory=bf16_fast)
     batch_size: int = 32
     smoothgrad_samples: int = 16
     smoothgrad_sigma: float = 0.15

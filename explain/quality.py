@@ -76,6 +76,27 @@ def brain_mass(attribution_map: NDArray[Any], head_mask: NDArray[np.bool_]) -> f
     return float(pos[mask].sum() / total) if total > 0 else 0.0
 
 
+def cam_location(
+    attribution_map: NDArray[Any], head_mask: NDArray[np.bool_], skull: float = 0.04
+) -> tuple[float, tuple[float, float]]:
+    """(share inside the brain, centroid as (row, column) shares of the side) of a map.
+
+    The brain is approximated by the head mask shrunk by ``skull`` of the image side
+    (scalp and skull); on skull-stripped images this trims the cortex a little too.
+    """
+    m = np.clip(np.asarray(attribution_map, dtype=np.float64), 0.0, None)
+    mask = np.asarray(head_mask, dtype=bool)
+    depth = max(1, int(round(skull * mask.shape[0])))
+    brain = ndimage.binary_erosion(mask, iterations=depth)
+    total = float(m.sum())
+    if total <= 0:
+        return 0.0, (0.5, 0.5)
+    rows, cols = np.indices(m.shape)
+    side = float(max(m.shape))
+    centroid = (float((m * rows).sum() / total / side), float((m * cols).sum() / total / side))
+    return float(m[brain].sum() / total), centroid
+
+
 def head_masks_of(images: FloatArray, threshold: float = 0.1) -> BoolArray:
     """Head masks derived from the (N, S, S) images themselves."""
     return np.stack([image_head_mask(im, threshold) for im in images])

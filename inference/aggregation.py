@@ -59,6 +59,11 @@ class AggregationOptions:
     notumor_fraction: float = 0.6
     # Whether pituitary votes may decide an axial series (see _tumour_decision).
     pituitary_on_axial: bool = False
+    # Grad-CAM gate for tumour votes: share of the map's mass inside the brain (the head
+    # mask shrunk past the skull), and the largest shift of the map's centroid between
+    # adjacent voting slices, as a share of the image side.
+    min_cam_inside: float = 0.3
+    max_cam_shift: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,13 @@ class SliceEvidence:
     ood_score: NDArray[np.float32]  # (N,)
     ood_threshold: float
     plane: str = "axial"  # axial, sagittal, coronal (decides which ends are excluded)
+    # Grad-CAM evidence per slice (None when no CAM was computed): share of the map inside
+    # the brain, and the map's centroid (row, column) as a share of the image side.
+    cam_inside: NDArray[np.float32] | None = None
+    cam_centroid: NDArray[np.float32] | None = None
+    # P(in scope) from the model's out-of-scope detector (None without one).
+    in_scope: NDArray[np.float32] | None = None
+    scope_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,8 @@ def slice_eligibility(ev: SliceEvidence, opts: AggregationOptions) -> list[tuple
             out.append((False, high_why))
         elif ev.ood_score[i] > ev.ood_threshold * opts.ood_factor:
             out.append((False, "out of distribution (feature distance above threshold)"))
+        elif ev.in_scope is not None and ev.in_scope[i] < ev.scope_threshold:
+            out.append((False, "out of scope (looks like skull base, vertex or head edge)"))
         else:
             out.append((True, "eligible"))
     return out
@@ -163,15 +177,28 @@ def decide_series(
     order = np.argsort(np.asarray(ev.position)[eligible])
     rank = {eligible[j]: r for r, j in enumerate(order)}
     confident = {
-        c: [rank[i] for i in eligible if probs[i].argmax() == k and probs[i, k] >= o.confident]
+        c: [i for i in eligible if probs[i].argmax() == k and probs[i, k] >= o.confident]
         for k, c in enumerate(classes)
     }
-    votes = {c: len(v) for c, v in confident.items()}
+    gated, dropped = _cam_gate(ev, confident, o)
+    ranked = {c: [rank[i] for i in v] for c, v in gated.items()}
+    votes = {c: len(v) for c, v in ranked.items()}
     need = max(o.min_votes, int(np.ceil(o.min_vote_fraction * len(eligible))))
-    decided = _tumour_decision(confident, need, len(eligible), ev.plane, o, classes)
+    decided = _tumour_decision(ranked, need, len(eligible), ev.plane, o, classes)
     if decided is not None:
         label, reason = decided
+        if dropped and label != INDETERMINATE:
+            reason += f"; {dropped} tumour votes dropped (Grad-CAM outside the brain)"
         return SeriesDecision(label, reason, probabilities, decisions, votes)
+    if dropped >= need:
+        return SeriesDecision(
+            INDETERMINATE,
+            f"{dropped} confident tumour slices whose Grad-CAM lies outside the brain or "
+            "jumps between adjacent slices: the model is not looking at a lesion",
+            probabilities,
+            decisions,
+            votes,
+        )
     most_tumour = max((v for c, v in votes.items() if c != NOTUMOR), default=0)
     if votes.get(NOTUMOR, 0) >= o.notumor_fraction * len(eligible) and most_tumour < need:
         return SeriesDecision(
@@ -188,6 +215,45 @@ def decide_series(
         decisions,
         votes,
     )
+
+
+def _cam_gate(
+    ev: SliceEvidence, confident: dict[str, list[int]], o: AggregationOptions
+) -> tuple[dict[str, list[int]], int]:
+    """Tumour votes whose Grad-CAM lies in the brain and stays put across neighbours.
+
+    The source material found "pixels outside the brain were deemed important" on wrong
+    answers; here such votes do not count. A vote is also dropped when its map's centroid
+    is farther than ``max_cam_shift`` from that of every other vote of the class on the
+    adjacent slices (a lesion spans neighbouring slices at one place). Returns the kept
+    votes and how many tumour votes were dropped.
+    """
+    if ev.cam_inside is None:
+        return confident, 0
+    inside = np.asarray(ev.cam_inside, dtype=np.float64)
+    cent = None if ev.cam_centroid is None else np.asarray(ev.cam_centroid, np.float64)
+    pos = np.asarray(ev.position, dtype=np.float64)
+    kept: dict[str, list[int]] = {}
+    dropped = 0
+    for c, idx in confident.items():
+        if c == NOTUMOR:
+            kept[c] = idx
+            continue
+        ok = [i for i in idx if inside[i] >= o.min_cam_inside]
+        if cent is not None and len(ok) > 1:
+            ok = [i for i in ok if _has_close_neighbour(i, ok, pos, cent, o.max_cam_shift)]
+        dropped += len(idx) - len(ok)
+        kept[c] = ok
+    return kept, dropped
+
+
+def _has_close_neighbour(
+    i: int, votes: list[int], pos: NDArray[np.float64], cent: NDArray[np.float64], limit: float
+) -> bool:
+    others = [j for j in votes if j != i]
+    step = np.min(np.abs(pos[others] - pos[i]))
+    near = [j for j in others if abs(pos[j] - pos[i]) <= step + 1e-6]
+    return any(float(np.linalg.norm(cent[j] - cent[i])) <= limit for j in near)
 
 
 def _tumour_decision(

@@ -23,7 +23,9 @@ from inference.calibration import softmax
 from inference.errors import ModelError
 from inference.model import build_network, feature_extractor, head_forward
 from inference.ood import FeatureDistance
+from inference.precision import bf16_fast
 from inference.preprocessing import PreprocessConfig
+from inference.scope import ScopeDetector
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,16 @@ class Prediction:
     features: NDArray[np.float32]  # (N, D) pooled features
     ood_score: NDArray[np.float32]  # (N,) feature distance; inf-free
     energy: NDArray[np.float32]  # (N,) -T * logsumexp(logits / T)
+    in_scope: NDArray[np.float32] | None = None  # (N,) P(in scope), None without a detector
 
 
-def save_bundle(path: Path, net: nn.Module, meta: BundleMeta, ood: FeatureDistance | None) -> None:
+def save_bundle(
+    path: Path,
+    net: nn.Module,
+    meta: BundleMeta,
+    ood: FeatureDistance | None,
+    scope: ScopeDetector | None = None,
+) -> None:
     state = {k: v.detach().to(torch.float16) for k, v in net.state_dict().items()}
     payload = {
         "format": "brainxai-bundle/1",
@@ -65,6 +74,7 @@ def save_bundle(path: Path, net: nn.Module, meta: BundleMeta, ood: FeatureDistan
             "extra": dict(meta.extra),
         },
         "ood": None if ood is None else {k: _to_tensor(v) for k, v in ood.to_state().items()},
+        "scope": None if scope is None else {k: _to_tensor(v) for k, v in scope.to_state().items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -79,10 +89,17 @@ def _to_tensor(v: Any) -> Any:
 class Classifier:
     """A loaded model ready for inference on preprocessed (N, S, S) arrays."""
 
-    def __init__(self, net: nn.Module, meta: BundleMeta, ood: FeatureDistance | None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        meta: BundleMeta,
+        ood: FeatureDistance | None,
+        scope: ScopeDetector | None = None,
+    ) -> None:
         self.net = net.eval()
         self.meta = meta
         self.ood = ood
+        self.scope = scope
         for p in self.net.parameters():
             p.requires_grad_(False)
 
@@ -101,7 +118,7 @@ class Classifier:
             for start in range(0, len(images), batch_size):
                 x = torch.from_numpy(np.asarray(images[start : start + batch_size]))[:, None]
                 x = x.float().contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_fast()):
                     fmap = torch.relu(feature_extractor(self.net)(x))
                 pooled, out = head_forward(self.net, fmap.float())
                 logits.append(out.float().numpy())
@@ -129,6 +146,7 @@ class Classifier:
             features=f,
             ood_score=ood.astype(np.float32),
             energy=(-t * lse).astype(np.float32),
+            in_scope=self.scope.probability(f) if self.scope is not None and len(f) else None,
         )
 
 
@@ -159,8 +177,11 @@ def load_bundle(path: Path | str | None = None) -> Classifier:
     ood = None
     if payload.get("ood") is not None:
         ood = FeatureDistance.from_state({k: _as_np(v) for k, v in payload["ood"].items()})
+    scope = None
+    if payload.get("scope") is not None:
+        scope = ScopeDetector.from_state({k: _as_np(v) for k, v in payload["scope"].items()})
     log.info("loaded model %s version %s from %s", meta.name, meta.version, p.name)
-    return Classifier(net, meta, ood)
+    return Classifier(net, meta, ood, scope)
 
 
 def _as_np(v: Any) -> Any:

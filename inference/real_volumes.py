@@ -61,9 +61,9 @@ class RealSlices:
 
 def load_ras(path: Path) -> tuple[FloatVolume, tuple[float, float, float]]:
     """A NIfTI volume in RAS+ voxel order, as float32, with its voxel size."""
-    import nibabel as nib  # noqa: PLC0415 - optional at import time for the service
+    import nibabel as nib  # imported when used: the service never needs it
 
-    img = nib.as_closest_canonical(nib.load(str(path)))
+    img = nib.as_closest_canonical(nib.load(str(path)))  # type: ignore[no-untyped-call]
     data = np.asarray(img.dataobj, dtype=np.float32)
     if data.ndim == 4:
         data = data[..., 0]
@@ -117,6 +117,25 @@ def _areas(mask: NDArray[np.bool_], plane: str) -> NDArray[np.int64]:
     return np.asarray(mask.sum(axis=axes), dtype=np.int64)
 
 
+def scope_flags(head: NDArray[np.bool_], plane: str) -> NDArray[np.bool_]:
+    """Slices a series rule would assess: enough head, central part along the slice axis.
+
+    Axial: above the bottom 35 % (skull base, posterior fossa, sella) and below the top
+    15 % (vertex) of the head's extent; sagittal and coronal: the central 60 %. The same
+    shares as ``AggregationOptions`` (exclude_bottom, exclude_top, exclude_edges).
+    """
+    area = _areas(head, plane).astype(np.float64)
+    big = area >= 0.2 * max(1.0, float(area.max()))
+    idx = np.flatnonzero(big)
+    out = np.zeros(len(area), dtype=bool)
+    if idx.size < 2:
+        return out
+    rel = (np.arange(len(area)) - idx[0]) / max(1, idx[-1] - idx[0])
+    lo, hi = (0.35, 0.85) if plane == "axial" else (0.2, 0.8)
+    out[:] = (area >= 0.5 * float(area.max())) & (rel >= lo) & (rel <= hi)
+    return out
+
+
 def label_plane(
     head: NDArray[np.bool_],
     tumour: NDArray[np.bool_] | None,
@@ -166,6 +185,7 @@ def cut_case(
         a, b = [voxel_mm[k] for k in range(3) if k != {"sagittal": 0, "coronal": 1}.get(plane, 2)]
         head = volumes[0] > float(volumes[0].min()) + 1e-3
         chosen = label_plane(head, tumour, core, plane, a * b, opts)
+        scope = scope_flags(head, plane)
         pos = [i for i, t in chosen if t]
         neg = [i for i, t in chosen if not t]
         if pos and len(neg) > opts.max_notumor_ratio * len(pos):
@@ -174,7 +194,15 @@ def cut_case(
             for i in sorted([*pos, *neg]):
                 out.images.append(np.ascontiguousarray(plane_slice(vol, plane, int(i))))
                 out.labels.append(label if i in pos else notumor)
-                out.meta.append({"case": case.case_id, "plane": plane, "seq": seq, "index": int(i)})
+                out.meta.append(
+                    {
+                        "case": case.case_id,
+                        "plane": plane,
+                        "seq": seq,
+                        "index": int(i),
+                        "in_scope": bool(scope[i]),
+                    }
+                )
     return out
 
 
@@ -187,9 +215,7 @@ def discover_cases(root: Path) -> list[VolumeCase]:
     root = Path(root)
     cases: list[VolumeCase] = []
     for folder in sorted((root / "glioma").glob("*")):
-        images = tuple(
-            p for n in ("t1c", "t1", "t1n") if (p := folder / f"{n}.nii.gz").is_file()
-        )
+        images = tuple(p for n in ("t1c", "t1", "t1n") if (p := folder / f"{n}.nii.gz").is_file())
         if not images:
             continue
         mask = next(
@@ -252,7 +278,7 @@ def stack_to_ras(
     column cosine and the slice normal (PS3.3 C.7.6.2.1.1), in patient LPS; RAS flips
     the first two patient axes. ``spacing`` is (column, row, slice) in mm.
     """
-    from nibabel.orientations import apply_orientation, io_orientation  # noqa: PLC0415
+    from nibabel.orientations import apply_orientation, io_orientation
 
     row = np.asarray(orientation[:3], dtype=np.float64)
     col = np.asarray(orientation[3:6], dtype=np.float64)
@@ -261,4 +287,5 @@ def stack_to_ras(
     lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[0], col * spacing[1], normal * spacing[2]
     ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
     vol = np.transpose(pixels, (2, 1, 0))  # (column, row, slice)
-    return np.ascontiguousarray(apply_orientation(vol, io_orientation(ras)), dtype=np.float32)
+    oriented = apply_orientation(vol, io_orientation(ras))  # type: ignore[no-untyped-call]
+    return np.ascontiguousarray(oriented, dtype=np.float32)

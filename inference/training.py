@@ -36,6 +36,7 @@ from inference.dataset import (
 from inference.metrics import classification_metrics
 from inference.model import build_network
 from inference.ood import fit_feature_distance, with_threshold
+from inference.precision import bf16_fast
 from inference.preprocessing import PreprocessConfig, preprocess
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class TrainOptions:
     # Labelled real MR slices (``brainxai real-slices``) appended to the training side.
     real_slices: Path | None = None
     real_min_per_class: int = 300  # rarer real classes are repeated up to this many
+    epoch_fraction: float = 1.0  # share of the training side drawn (at random) per epoch
+    freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed (e.g. features.conv0)
     progress: bool = True
 
 
@@ -183,12 +186,16 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
     torch.manual_seed(opts.seed)
     net = build_network(len(CLASSES)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-    steps_per_epoch = max(1, len(x_train) // opts.batch_size)
+    full_steps = max(1, len(x_train) // opts.batch_size)
+    steps_per_epoch = max(1, int(full_steps * min(1.0, opts.epoch_fraction)))
     sched = torch.optim.lr_scheduler.OneCycleLR(
         optim, max_lr=opts.lr, total_steps=opts.epochs * steps_per_epoch, pct_start=0.2
     )
     if opts.init_from is not None:
         net.load_state_dict(_weights_of(opts.init_from))
+    for name, param in net.named_parameters():
+        if name.startswith(opts.freeze) and opts.freeze:
+            param.requires_grad_(False)
     ema = _ema_of(net, opts.ema_decay)
     ckpt_path = work / "checkpoint.pt"
     history: list[dict[str, float]] = []
@@ -279,6 +286,8 @@ def _train_epoch(
     rng = np.random.default_rng(opts.seed * 1000 + epoch)
     torch.manual_seed(opts.seed * 1000 + epoch)
     batches = _batches(len(x), opts.batch_size, rng)
+    if opts.epoch_fraction < 1.0:
+        batches = batches[: max(1, int(len(batches) * opts.epoch_fraction))]
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", disable=not opts.progress)
     loss_sum, correct, seen = 0.0, 0, 0
     for idx in bar:
@@ -286,7 +295,7 @@ def _train_epoch(
         xb = xb.as_tensor() if hasattr(xb, "as_tensor") else xb
         xb = xb.contiguous(memory_format=torch.channels_last)
         yb = torch.from_numpy(y[idx])
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_fast()):
             out = net(xb)
         loss = F.cross_entropy(out.float(), yb, label_smoothing=opts.label_smoothing)
         optim.zero_grad(set_to_none=True)

@@ -22,6 +22,9 @@ COMMANDS = (
     "demo",
     "models",
     "real_slices",
+    "evaluate_studies",
+    "volume_to_dicom",
+    "fit_scope",
 )
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ from dicom_io.context import ResultContext
 from dicom_io.files import write_datasets
 from dicom_io.parametric_map import MapOptions, build_parametric_map
 from dicom_io.reader import ReadResult, read_paths
+from dicom_io.sanitise import BUILD_ERRORS, failure_reason
 from dicom_io.secondary_capture import build_overlays
 from dicom_io.sequence import T2_LIKE, sequence_of
 from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
 from dicom_io.structured_report import SkippedSeries, build_report
 from explain.attribution import Attribution
-from explain.quality import QualityMetrics, QualityOptions, quality_metrics
+from explain.quality import QualityMetrics, QualityOptions, cam_location, quality_metrics
 from explain.rendering import overlay
 from inference.aggregation import (
     AggregationOptions,
@@ -78,6 +80,7 @@ class SeriesAnalysis:
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
     error: str | None = None
+    evidence: SliceEvidence | None = None
 
 
 @dataclass
@@ -89,6 +92,8 @@ class StudyAnalysis:
     probabilities: dict[str, float] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # invalid source values (keyword, rule)
+    errors: list[str] = field(default_factory=list)  # result objects not written, and why
 
 
 def analyze_series(
@@ -104,7 +109,13 @@ def analyze_series(
     images = np.stack([p.image for p in result.prepared])
     pred, attributions = predict_and_explain(clf, images, opts.methods)
     result.prediction = pred
-    decision = decide_series(slice_evidence(series, result.prepared, pred, clf), opts.aggregation)
+    cam = attributions.get("gradcam") or attributions.get("gradcampp")
+    evidence = slice_evidence(series, result.prepared, pred, clf)
+    if cam is not None:
+        inside, centroid = cam_evidence(cam.normalised, result.prepared)
+        evidence = replace(evidence, cam_inside=inside, cam_centroid=centroid)
+    result.evidence = evidence
+    decision = decide_series(evidence, opts.aggregation)
     if result.sequence in T2_LIKE:
         decision = unsupported_sequence(decision, result.sequence)
     result.decision = decision
@@ -124,6 +135,7 @@ def slice_evidence(
         np.float32,
     )
     threshold = clf.ood.threshold if clf.ood is not None else float("inf")
+    scope_threshold = clf.scope.threshold if clf.scope is not None else 0.5
     return SliceEvidence(
         probs=pred.probs,
         head_area=area,
@@ -132,7 +144,19 @@ def slice_evidence(
         ood_score=pred.ood_score,
         ood_threshold=threshold,
         plane=series.plane,
+        in_scope=pred.in_scope,
+        scope_threshold=scope_threshold,
     )
+
+
+def cam_evidence(
+    maps: NDArray[np.float32], prepared: Sequence[Preprocessed]
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Per slice: Grad-CAM share inside the brain and its centroid (see cam_location)."""
+    rows = [cam_location(m, p.head_mask) for m, p in zip(maps, prepared, strict=True)]
+    inside = np.array([r[0] for r in rows], np.float32)
+    centroid = np.array([r[1] for r in rows], np.float32).reshape(len(rows), 2)
+    return inside, centroid
 
 
 def _quality(
@@ -195,41 +219,94 @@ def write_series(
     ctx: ResultContext,
     out_dir: Path,
     opts: PipelineOptions,
+    study: StudyAnalysis | None = None,
 ) -> list[Path]:
-    """SC overlays of the eligible slices and one Parametric Map per method."""
-    if result.decision is None or not result.maps:
+    """SC overlays of the eligible slices and one Parametric Map per method.
+
+    Each object kind is built and written on its own: one that fails is logged and recorded
+    (``result.error`` and ``study.errors``) while the others are still written. Invalid source
+    values the writers dropped or emptied are recorded in ``study.warnings``.
+    """
+    decision = result.decision
+    if decision is None or not result.maps:
         return []
     series = result.series
     folder = out_dir / series.study_instance_uid / series.series_instance_uid
+    warnings = study.warnings if study is not None else None
+    of_series = f"of series {series.series_instance_uid}"
+    failures: list[str] = []
+    paths: list[Path] = []
+    if decision.eligible_indices:
+        build = partial(_overlays, result, clf, ctx, opts, warnings)
+        paths += write_object(build, folder, f"SC {of_series}", failures)
+    for method in opts.methods:
+        build = partial(_parametric_map, result, ctx, opts, method, warnings)
+        paths += write_object(build, folder, f"PM {method} {of_series}", failures)
+    if failures:
+        result.error = "; ".join(failures)
+        if study is not None:
+            study.errors += failures
+    return paths
+
+
+def _overlays(
+    result: SeriesAnalysis,
+    clf: Classifier,
+    ctx: ResultContext,
+    opts: PipelineOptions,
+    warnings: list[str] | None,
+) -> list[Any]:
+    assert result.decision is not None
+    series = result.series
     eligible = result.decision.eligible_indices
     first = opts.methods[0]
-    heat_src = [
-        result.prepared[i].to_source(result.maps[first][i]) if i in eligible else None
-        for i in range(len(series.slices))
-    ]
-    rgbs = [overlay(_display(series.slices[i].pixels), heat_src[i]) for i in eligible]  # type: ignore[arg-type]
+    heat = {i: result.prepared[i].to_source(result.maps[first][i]) for i in eligible}
+    rgbs = [overlay(_display(series.slices[i].pixels), heat[i]) for i in eligible]
     captions = [_caption(clf, result, i) for i in eligible]
     label = METHOD_LABELS.get(first, first)
-    datasets = (
-        build_overlays(series, eligible, rgbs, ctx, captions, heatmap_label=label)
-        if eligible
-        else []
+    return build_overlays(
+        series, eligible, rgbs, ctx, captions, heatmap_label=label, source_warnings=warnings
     )
-    paths = write_datasets(datasets, folder)
-    for method in opts.methods:
-        maps = np.zeros(
-            (len(series.slices), series.slices[0].rows, series.slices[0].columns), np.float32
-        )
-        for i in eligible:
-            maps[i] = np.clip(result.prepared[i].to_source(result.maps[method][i]), 0.0, 1.0)
-        mopts = MapOptions(
-            method=method,
-            method_label=METHOD_LABELS.get(method, method),
-            float_pixels=opts.float_maps,
-        )
-        pm = build_parametric_map(series, maps, ctx, mopts)
-        paths += write_datasets([pm], folder)
-    return paths
+
+
+def _parametric_map(
+    result: SeriesAnalysis,
+    ctx: ResultContext,
+    opts: PipelineOptions,
+    method: str,
+    warnings: list[str] | None,
+) -> list[Any]:
+    assert result.decision is not None
+    series = result.series
+    first = series.slices[0]
+    maps = np.zeros((len(series.slices), first.rows, first.columns), np.float32)
+    for i in result.decision.eligible_indices:
+        maps[i] = np.clip(result.prepared[i].to_source(result.maps[method][i]), 0.0, 1.0)
+    mopts = MapOptions(
+        method=method,
+        method_label=METHOD_LABELS.get(method, method),
+        float_pixels=opts.float_maps,
+    )
+    return [build_parametric_map(series, maps, ctx, mopts, source_warnings=warnings)]
+
+
+def write_object(
+    build: Callable[[], Sequence[Any]], folder: Path, what: str, failures: list[str]
+) -> list[Path]:
+    """Build and write one kind of result object; a failure is added to ``failures``.
+
+    The reason recorded is one line without values or paths (dicom_io.sanitise.failure_reason):
+    library messages quote the source values that broke them, which may identify the patient.
+    """
+    try:
+        return write_datasets(build(), folder)
+    except BUILD_ERRORS as exc:
+        reason = failure_reason(exc)
+    except Exception as exc:  # noqa: BLE001 - per-object boundary: the other objects go on
+        reason = f"unexpected {failure_reason(exc)}"
+    log.warning("%s not written: %s", what, reason)
+    failures.append(f"{what} not written: {reason}")
+    return []
 
 
 def _probs_dict(clf: Classifier, row: NDArray[np.float32]) -> dict[str, float]:
@@ -267,10 +344,25 @@ def series_summary(result: SeriesAnalysis, clf: Classifier) -> dict[str, Any]:
             "pred": sd.predicted,
             "probabilities": _probs_dict(clf, pred.probs[sd.index]),
             "ood_score": round(float(pred.ood_score[sd.index]), 2),
+            **_slice_gates(result.evidence, sd.index),
         }
         for sd in d.slices
     ]
     out["explanation"] = result.quality
+    return out
+
+
+def _slice_gates(ev: SliceEvidence | None, i: int) -> dict[str, Any]:
+    """Per-slice scope and Grad-CAM figures for the summary (those that were computed)."""
+    out: dict[str, Any] = {}
+    if ev is None:
+        return out
+    if ev.in_scope is not None:
+        out["in_scope"] = round(float(ev.in_scope[i]), 3)
+    if ev.cam_inside is not None:
+        out["cam_inside_brain"] = round(float(ev.cam_inside[i]), 3)
+    if ev.cam_centroid is not None:
+        out["cam_centroid"] = [round(float(v), 3) for v in ev.cam_centroid[i]]
     return out
 
 
@@ -300,39 +392,42 @@ def analyze_study(
         study.series.append(result)
     t1 = time.perf_counter()
     for result in study.series:
-        try:
-            result.outputs = write_series(result, clf, ctx, out_dir, opts)
-        except (BrainxaiError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            # One bad series must not lose the study: record why and go on.
-            log.warning(
-                "series %s: writing results failed: %s", result.series.series_instance_uid, exc
-            )
-            result.error = f"results not written: {exc}"
+        # Each object kind is written on its own: a failure is recorded, the rest go out.
+        result.outputs = write_series(result, clf, ctx, out_dir, opts, study)
         study.outputs += result.outputs
     decided = [r for r in study.series if r.decision is not None]
     usable = [r.decision for r in decided if r.sequence not in T2_LIKE]
     study.label, study.reason, study.probabilities = decide_study(usable)  # type: ignore[arg-type]
     if decided:
-        skipped = [
-            SkippedSeries(r.series.series_instance_uid, r.reason)
-            for r in study.series
-            if r.decision is None
-        ]
-        metrics = {r.series.series_instance_uid: r.quality for r in decided}
-        sr = build_report(
-            [r.series for r in decided],
-            [r.decision for r in decided],  # type: ignore[misc]
-            study.label,
-            study.reason,
-            study.probabilities,
-            metrics,
-            ctx,
-            skipped,
-        )
-        study.outputs += write_datasets([sr], out_dir / study_uid)
+        build = partial(_report, study, decided, ctx)
+        study.outputs += write_object(build, out_dir / study_uid, "SR", study.errors)
     study.timings = {"analyze_s": round(t1 - t0, 3), "write_s": round(time.perf_counter() - t1, 3)}
     log.info("study %s: %s (%s)", study_uid, study.label, study.reason)
     return study
+
+
+def _report(
+    study: StudyAnalysis, decided: Sequence[SeriesAnalysis], ctx: ResultContext
+) -> list[Any]:
+    """The study's SR over its decided series, listing the series not analysed."""
+    skipped = [
+        SkippedSeries(r.series.series_instance_uid, r.reason)
+        for r in study.series
+        if r.decision is None
+    ]
+    metrics = {r.series.series_instance_uid: r.quality for r in decided}
+    sr = build_report(
+        [r.series for r in decided],
+        [r.decision for r in decided],  # type: ignore[misc]
+        study.label,
+        study.reason,
+        study.probabilities,
+        metrics,
+        ctx,
+        skipped,
+        source_warnings=study.warnings,
+    )
+    return [sr]
 
 
 def study_summary(study: StudyAnalysis, clf: Classifier) -> dict[str, Any]:
@@ -348,7 +443,44 @@ def study_summary(study: StudyAnalysis, clf: Classifier) -> dict[str, Any]:
         "series": [series_summary(r, clf) for r in study.series],
         "outputs": [str(p) for p in study.outputs],
         "timings": study.timings,
+        "warnings": list(study.warnings),
+        "errors": list(study.errors),
     }
+
+
+def failed_study_summary(study_uid: str, reason: str, clf: Classifier) -> dict[str, Any]:
+    """The summary of a study whose analysis failed: class "error" and the one-line reason."""
+    return {
+        "study_instance_uid": study_uid,
+        "error": reason,
+        "prediction": {"class": "error", "reason": f"analysis failed: {reason}"},
+        "model": {"name": clf.meta.name, "version": clf.version},
+        "disclaimer": "RESEARCH USE ONLY - NOT FOR DIAGNOSIS",
+        "series": [],
+        "outputs": [],
+        "timings": {},
+        "warnings": [],
+        "errors": [reason],
+    }
+
+
+def _study_or_error(
+    series_list: Sequence[Series],
+    clf: Classifier,
+    out_dir: Path,
+    opts: PipelineOptions,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """One study's summary; a study that fails is recorded with the reason, never raised."""
+    study_uid = series_list[0].study_instance_uid
+    try:
+        return study_summary(analyze_study(series_list, clf, out_dir, opts, progress), clf)
+    except BUILD_ERRORS as exc:
+        reason = failure_reason(exc)
+    except Exception as exc:  # noqa: BLE001 - per-study boundary: the other studies go on
+        reason = f"unexpected {failure_reason(exc)}"
+    log.error("study %s failed: %s", study_uid, reason)
+    return failed_study_summary(study_uid, reason, clf)
 
 
 def analyze_paths(
@@ -358,16 +490,16 @@ def analyze_paths(
     opts: PipelineOptions | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Read DICOM files/folders, analyse every study, return the JSON-ready summary."""
+    """Read DICOM files/folders, analyse every study, return the JSON-ready summary.
+
+    A study that fails is in the summary with its one-line ``error``; the others go on.
+    """
     o = opts or PipelineOptions()
     read: ReadResult = read_paths(list(paths))
     by_study: dict[str, list[Series]] = {}
     for s in read.series:
         by_study.setdefault(s.study_instance_uid, []).append(s)
-    studies = [
-        study_summary(analyze_study(series, clf, out_dir, o, progress), clf)
-        for series in by_study.values()
-    ]
+    studies = [_study_or_error(series, clf, out_dir, o, progress) for series in by_study.values()]
     return {
         "studies": studies,
         "rejected": [{"path": r.path, "reason": r.reason} for r in read.rejected],

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,9 @@ def dicom_cases(root: Path) -> list[tuple[VolumeCase, Path]]:
         for folder in sorted((root / label).glob("*")):
             dcm, mask = folder / "t1-dicom", folder / "t1-mask.nii.gz"
             if dcm.is_dir():
-                found.append((VolumeCase(folder.name, label, (), mask if mask.is_file() else None), dcm))
+                found.append(
+                    (VolumeCase(folder.name, label, (), mask if mask.is_file() else None), dcm)
+                )
     return found
 
 

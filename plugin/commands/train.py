@@ -39,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--real-slices", type=Path, help="labelled real MR slices (brainxai real-slices) to add"
     )
+    p.add_argument("--epoch-fraction", type=float, default=1.0, help="share drawn per epoch")
+    p.add_argument(
+        "--freeze", default="", help="comma-separated parameter-name prefixes to keep fixed"
+    )
     p.add_argument("--limit-per-class", type=int, default=0, help="use at most N images per class")
     p.add_argument("--export", type=Path, help="also copy the trained bundle to this path")
     p.add_argument("--run-name", default="train")
@@ -61,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         limit_per_class=args.limit_per_class,
         real_slices=args.real_slices,
+        epoch_fraction=args.epoch_fraction,
+        freeze=tuple(f for f in args.freeze.split(",") if f),
     )
     with tracking_run(settings.tracking_uri(), args.run_name) as run_info:
         result = train(opts, MlflowTracker())

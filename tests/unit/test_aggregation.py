@@ -127,3 +127,36 @@ def test_sagittal_series_exclude_both_edges() -> None:
     d = decide_series(sag)
     assert d.slices[0].reason == d.slices[-1].reason == "edge of the head"
     assert d.slices[10].eligible
+
+
+def _cam_evidence(
+    probs: list[np.ndarray], inside: list[float], centroids: list[tuple[float, float]]
+) -> SliceEvidence:
+    from dataclasses import replace
+
+    return replace(
+        _evidence(probs),
+        cam_inside=np.asarray(inside, np.float32),
+        cam_centroid=np.asarray(centroids, np.float32),
+    )
+
+
+def test_tumour_votes_with_grad_cam_outside_the_brain_do_not_decide() -> None:
+    probs = [N] * 8 + [M] * 5 + [N] * 7
+    centre = [(0.5, 0.5)] * 20
+    inside_ok = [0.9] * 20
+    assert decide_series(_cam_evidence(probs, inside_ok, centre)).label == "meningioma"
+    outside = [0.9] * 8 + [0.1] * 5 + [0.9] * 7  # the map sits on the scalp / background
+    d = decide_series(_cam_evidence(probs, outside, centre))
+    assert d.label == INDETERMINATE
+    assert "outside the brain" in d.reason
+
+
+def test_tumour_votes_whose_grad_cam_jumps_between_slices_do_not_decide() -> None:
+    probs = [N] * 8 + [G] * 4 + [N] * 8
+    inside = [0.9] * 20
+    steady = [(0.5, 0.5)] * 20
+    assert decide_series(_cam_evidence(probs, inside, steady)).label == "glioma"
+    corners = [(0.1, 0.1), (0.9, 0.9)]
+    jumping = [(0.5, 0.5)] * 8 + [corners[i % 2] for i in range(4)] + [(0.5, 0.5)] * 8
+    assert decide_series(_cam_evidence(probs, inside, jumping)).label == INDETERMINATE

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The real-study development check: convert the shared volumes to DICOM series (one per
+# plane and sequence, 3 mm apart), link the shared DICOM studies beside them, write
+# labels.csv (expected class, and whether the case was used in training), then run
+# `brainxai evaluate-studies`. Usage: bash scripts/real_study_check.sh [OUT] [--model REF]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-var/real-studies}; shift || true
+DATA=${BRAINXAI_SHARED_DATA:-../shared/data}
+V=$DATA/volumes
+BX=.venv/bin/brainxai
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+labels=$OUT/labels.csv
+echo "path,expected,split" > "$labels"
+
+convert() {  # name nifti plane description expected split [brainmask] [contrast]
+  local name=$1 nifti=$2 plane=$3 desc=$4 expected=$5 split=$6 mask=${7:-} contrast=${8:-}
+  if [ ! -d "$OUT/$name" ]; then
+    $BX volume-to-dicom "$nifti" --out "$OUT/$name" --plane "$plane" --stride 3 \
+      --description "$desc" ${mask:+--brainmask "$mask"} ${contrast:+--contrast "$contrast"} >/dev/null
+  fi
+  echo "$name,$expected,$split" >> "$labels"
+}
+link() {  # name folder expected split
+  [ -e "$OUT/$1" ] || ln -s "$(cd "$2" && pwd)" "$OUT/$1"
+  echo "$1,$3,$4" >> "$labels"
+}
+
+# Held out of training (the development check).
+link pgbm-001-t1post "$DATA/dicom/pgbm-001-t1post" glioma dev
+link tcga-fg-6692 "$DATA/dicom/tcga-fg-6692" glioma dev
+link normal-t1w-axial "$DATA/dicom/normal-t1w-axial" notumor dev
+link normal-t1-sagittal "$DATA/dicom/normal-t1-sagittal" notumor dev
+P6=$V/glioma/brats-2013-pat0006
+G1=$V/glioma/brats-gli-00001-000
+for plane in axial sagittal coronal; do
+  convert "brats-2013-pat0006-t1c-$plane" "$P6/t1c.nii.gz" $plane "T1 post-contrast" glioma dev "$P6/brainmask.nii.gz" GADOLINIUM
+  convert "brats-gli-00001-000-t1c-$plane" "$G1/t1c.nii.gz" $plane "T1 post-contrast" glioma dev "" GADOLINIUM
+done
+convert brats-gli-00001-000-t1n-axial "$G1/t1n.nii.gz" axial "T1" glioma dev
+convert flair-chronic-lesion-axial "$V/other/flair-chronic-lesion.nii.gz" axial "FLAIR" other dev
+convert flair-chronic-lesion-as-t1-axial "$V/other/flair-chronic-lesion.nii.gz" axial "T1 (really FLAIR)" other dev
+# Used in training (a fit check, not a test).
+link m025-meningioma "$V/meningioma/m025/t1-dicom" meningioma train
+convert chris-t1-axial "$V/normal/chris-t1.nii.gz" axial "T1 MPRAGE" notumor train
+convert chris-t1-sagittal "$V/normal/chris-t1.nii.gz" sagittal "T1 MPRAGE" notumor train
+P1=$V/glioma/brats-2013-pat0001
+convert brats-2013-pat0001-t1c-axial "$P1/t1c.nii.gz" axial "T1 post-contrast" glioma train "$P1/brainmask.nii.gz" GADOLINIUM
+convert tcga-du-7294-t1c-axial "$V/glioma/tcga-du-7294/t1c.nii.gz" axial "T1 post-contrast" glioma train "" GADOLINIUM
+
+$BX evaluate-studies --data "$OUT" --labels "$labels" --out "$OUT/report.json" "$@"
