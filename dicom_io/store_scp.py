@@ -2,7 +2,12 @@
 
 - Only calling AE titles on the allow-list may associate; others are rejected during
   association negotiation (PS3.8 7.1.1.9: result 1 rejected-permanent, reason 3
-  "calling AE title not recognised").
+  "calling AE title not recognised"). An association addressed to another *called* AE
+  title is rejected too (reason 7 "called AE title not recognised").
+- Before an instance is written the sink records its study (a job); if it cannot, or if
+  less than ``min_free_bytes`` is free, the instance is refused with 0xA700 "out of
+  resources" so the sender retries it: nothing is acknowledged that would not be processed.
+- Received files are private: folders 0700, files 0600.
 - Each instance is written durably (file fsync, then directory fsync) to
   ``incoming/<StudyInstanceUID>/<SOPInstanceUID>.dcm`` *before* the success status is
   returned, so a stored instance survives a crash of the process or the machine. A new
@@ -46,6 +51,9 @@ log = logging.getLogger(__name__)
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
+# Our handler failed in a way we did not foresee: refused, "cannot understand" range
+# (PS3.4 B.2.3), distinct from 0xC000 (unreadable instance) and from pynetdicom's 0xC211.
+STATUS_HANDLER_FAILED = 0xC001
 
 
 class InstanceSink(Protocol):
@@ -73,6 +81,7 @@ class ScpOptions:
     tcp_nodelay: bool = True  # False only to measure its effect (bench)
     max_pdu: int = 0  # 0 = unlimited (PS3.8 D.1)
     loop_delay: float = 0.0002  # DUL reactor idle poll, seconds (pynetdicom's default 0.001)
+    min_free_bytes: int = 0  # refuse instances (out of resources) below this much free space
 
 
 def fsync_dir(path: Path) -> None:
@@ -85,17 +94,18 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_durably(path: Path, chunks: Sequence[bytes], sync: bool = True) -> None:
-    """Write ``chunks`` to ``path``; with ``sync``, file and directory are fsync'd first.
+    """Write ``chunks`` to ``path`` (mode 0600); with ``sync``, file and directory are
+    fsync'd first.
 
     A new file is created in place (``O_EXCL``); an existing one is replaced atomically by a
     temp file and a rename, so an earlier good copy survives a crash during the rewrite.
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         target = path
     except FileExistsError:
         target = path.with_name(f".{path.name}.tmp")
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "wb") as f:  # buffered: writes every chunk whole, then closes fd
         for chunk in chunks:
             f.write(chunk)
@@ -106,6 +116,18 @@ def write_durably(path: Path, chunks: Sequence[bytes], sync: bool = True) -> Non
         os.replace(target, path)
     if sync:
         fsync_dir(path.parent)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) if needed, and make it 0700."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes available to us on the file system holding ``path``."""
+    st = os.statvfs(path)
+    return int(st.f_bavail * st.f_frsize)
 
 
 _STUDY_UID_TAG = 0x0020000D
@@ -148,10 +170,11 @@ class StoreScp:
 
     def start(self) -> None:
         opts = self.options
-        opts.incoming_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(opts.incoming_dir)
         ae = AE(ae_title=opts.ae_title)
         ae.maximum_pdu_size = opts.max_pdu
         ae.require_calling_aet = list(opts.allowed_calling_aets)
+        ae.require_called_aet = True  # addressed to another AE: rejected, reason 7
         ae.add_supported_context(Verification)
         for sop_class in opts.sop_classes:
             ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
@@ -180,7 +203,8 @@ class StoreScp:
             if study_uid in self._dirs and path.is_dir():
                 return path
             created = not path.is_dir()
-            path.mkdir(parents=True, exist_ok=True)
+            if created:
+                private_dir(path)
             if created and self.options.fsync:
                 fsync_dir(self.options.incoming_dir)
             self._dirs.add(study_uid)
@@ -216,6 +240,7 @@ class StoreScp:
             log.warning("instance with an invalid UID refused")
             return STATUS_CANNOT_UNDERSTAND
         try:
+            self._check_space(len(dataset))
             self.sink.instance_arriving(assoc_id, study_uid)
             path = self._study_dir(study_uid) / f"{sop_uid}.dcm"
             meta = encode_file_meta(
@@ -224,9 +249,26 @@ class StoreScp:
             write_durably(path, (meta, dataset), self.options.fsync)
             self.sink.instance_stored(assoc_id, study_uid, sop_uid)
         except (OSError, BrainxaiError) as exc:
-            log.error("cannot store instance %s of study %s: %s", sop_uid, study_uid, exc)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            log.error("instance %s of study %s refused (out of resources): %s: %s",
+                      sop_uid, study_uid, type(exc).__name__, why)  # fmt: skip
             return STATUS_OUT_OF_RESOURCES
+        except Exception as exc:  # noqa: BLE001 (refused, never acknowledged; logged)
+            log.error("instance %s of study %s refused: unexpected %s", sop_uid, study_uid,
+                      type(exc).__name__)  # fmt: skip
+            log.debug("C-STORE handler traceback", exc_info=True)
+            return STATUS_HANDLER_FAILED
         return STATUS_SUCCESS
+
+    def _check_space(self, size: int) -> None:
+        """Raise NetworkError when storing ``size`` more bytes would leave less than
+        ``min_free_bytes`` free (a full disk must refuse, not half-write, instances)."""
+        need = self.options.min_free_bytes
+        if need <= 0:
+            return
+        free = free_bytes(self.options.incoming_dir)
+        if free - size < need:
+            raise NetworkError(f"only {free // 2**20} MB free, {need // 2**20} MB required")
 
     def _handle_close(self, event: evt.Event) -> None:
         self.sink.association_closed(id(event.assoc))

@@ -156,7 +156,11 @@ def resize_to(arr: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[np.fl
 def predict_upload(
     model: LoadedModel, upload: DecodedUpload, options: PredictOptions, lock: Any
 ) -> PredictResponse:
-    """Classify and explain one decoded upload (model use serialised by ``lock``)."""
+    """Classify and explain one decoded upload (model use serialised by ``lock``).
+
+    ``lock`` is the model service's PriorityLock taken at normal priority: a routed study
+    waiting for the model goes first, so API load delays studies by one request at most.
+    """
     from plugin.explained_prediction import predict_and_explain
 
     clf = model.classifier

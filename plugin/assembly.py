@@ -4,17 +4,31 @@ A study is ready when every association that delivered instances of it has ended
 instance has arrived for ``quiet_seconds``. DICOM has no "end of study" message (a modality
 may send each series on its own association), so this quiet period is the only signal.
 Instances arriving later re-trigger the study's job (see JobStore.touch_study).
+
+No instance is acknowledged without a job: the SCP asks ``instance_arriving`` before it
+writes an instance, and a study counts as received on an association only once its job is
+recorded. If the job store cannot record it (locked by another process, say), the call
+raises JobError and the SCP refuses the instance with "out of resources", so the sender
+retries it; the next instance of the study tries again. A "ready" mark the store refuses
+when an association closes is kept and retried (``flush_pending``, from the worker loop).
+At start-up, ``adopt_orphans`` gives a job to received files that have none (for example
+files acknowledged by an older version, or a job store restored from a backup).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from plugin.job_store import JobStore
+from dicom_io.network import is_valid_uid
+from inference.errors import JobError
+from plugin import metrics
+from plugin.job_store import FINAL_STATES, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -52,28 +66,35 @@ class StudyAssembler:
         self.lock = threading.RLock()
         self._studies: dict[str, _StudyActivity] = {}
         self._associations: dict[int, _AssociationActivity] = {}
+        self._pending: dict[str, tuple[float, float]] = {}  # study -> (ready_at, last)
 
     def instance_arriving(self, assoc_id: int, study_uid: str) -> None:
+        """Record the study's job before its first instance on this association is written;
+        raises JobError (the instance is refused) when the job store cannot record it."""
         with self.lock:
             assoc = self._associations.setdefault(assoc_id, _AssociationActivity())
             if study_uid in assoc.studies:
                 return
+            try:
+                job = self.store.touch_study(study_uid, self.clock())
+            except sqlite3.Error as exc:
+                raise JobError(f"job store unavailable ({type(exc).__name__}: {exc})") from exc
             assoc.studies.add(study_uid)
+            self._pending.pop(study_uid, None)  # receiving again: not ready any more
             study = self._studies.setdefault(study_uid, _StudyActivity())
             study.open_associations += 1
-            job = self.store.touch_study(study_uid, self.clock())
             log.info(
                 "receiving study %s (job %s, generation %d)", study_uid, job.id, job.generation
             )
 
     def instance_stored(self, assoc_id: int, study_uid: str, sop_uid: str) -> None:
+        metrics.inc_received()
         with self.lock:
             study = self._studies.setdefault(study_uid, _StudyActivity())
             study.last_instance_at = self.clock()
             study.instances += 1
 
     def association_closed(self, assoc_id: int) -> None:
-        ready = False
         with self.lock:
             assoc = self._associations.pop(assoc_id, None)
             if assoc is None:
@@ -86,7 +107,7 @@ class StudyAssembler:
                 if study.open_associations > 0:
                     continue
                 last = study.last_instance_at or self.clock()
-                self.store.mark_ready(study_uid, last + self.quiet_seconds, last)
+                self._pending[study_uid] = (last + self.quiet_seconds, last)
                 log.info(
                     "study %s complete: %d instance(s), ready in %.1f s",
                     study_uid,
@@ -94,12 +115,58 @@ class StudyAssembler:
                     self.quiet_seconds,
                 )
                 del self._studies[study_uid]
-                ready = True
-        if ready:
+        self.flush_pending()
+
+    def flush_pending(self) -> bool:
+        """Mark ready in the store the studies whose associations all ended. A mark the
+        store refuses stays pending for the next call. Returns whether any was marked."""
+        marked = False
+        with self.lock:
+            for study_uid, (ready_at, last) in list(self._pending.items()):
+                try:
+                    self.store.mark_ready(study_uid, ready_at, last)
+                except sqlite3.Error as exc:
+                    log.warning("study %s: cannot mark it ready yet (%s); will retry",
+                                study_uid, type(exc).__name__)  # fmt: skip
+                    break  # the store is unavailable: the others would wait in vain too
+                del self._pending[study_uid]
+                marked = True
+        if marked:
             self.on_ready()
+        return marked
 
     def is_receiving(self, study_uid: str) -> bool:
         """Whether an association is currently delivering instances of this study."""
         with self.lock:
             study = self._studies.get(study_uid)
             return bool(study and study.open_associations > 0)
+
+
+def adopt_orphans(
+    store: JobStore, incoming_dir: Path, quiet_seconds: float, now: float | None = None
+) -> int:
+    """Give a job to received instances that no job accounts for; returns how many studies.
+
+    A study folder is adopted when it holds instances and its study has no job, or a
+    finished job (delivered, no_result, failed) older than the newest instance. Its job is
+    created (or re-triggered) and made ready after the quiet period.
+    """
+    if not incoming_dir.is_dir():
+        return 0
+    now = time.time() if now is None else now
+    adopted = 0
+    for folder in sorted(p for p in incoming_dir.iterdir() if p.is_dir()):
+        study_uid = folder.name
+        files = list(folder.glob("*.dcm"))
+        if not files or not is_valid_uid(study_uid):
+            continue
+        newest = max(f.stat().st_mtime for f in files)
+        job = store.get_by_study(study_uid)
+        if job is not None and (job.state not in FINAL_STATES or newest <= job.updated_at):
+            continue
+        store.touch_study(study_uid, now)
+        store.mark_ready(study_uid, now + quiet_seconds, newest)
+        log.warning("study %s: %d received instance(s) without a job: adopted", study_uid,
+                    len(files))  # fmt: skip
+        adopted += 1
+    return adopted

@@ -6,6 +6,10 @@ Confirming: Orthanc's REST API (/tools/find per series) or C-FIND at IMAGE level
 Exactly once: results carry deterministic UIDs and Orthanc runs with OverwriteInstances
 true, so re-sending after a crash or a lost confirmation replaces the same instances rather
 than adding copies; confirmation also checks that no SOP Instance UID appears twice.
+
+The delivery loop runs under plugin.worker.run_loop: a job-store error (the database locked
+by another process) is retried with backoff instead of ending the thread. A failed attempt
+that is scheduled again counts in ``brainxai_delivery_retries_total``.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from pathlib import Path
 
 from dicom_io.network import InstanceRef, Peer, find_instances, read_instance_ref, store_files
 from inference.errors import BrainxaiError, NetworkError
-from plugin.job_store import Backoff, Job, JobStore
+from plugin import metrics
+from plugin.job_store import Backoff, Job, JobStore, one_line
 from plugin.orthanc_client import OrthancClient, OrthancOptions
+from plugin.worker import LoopHealth, LoopSpec, run_loop
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ class DeliveryOptions:
     backoff: Backoff = field(default_factory=Backoff)
     poll_seconds: float = 1.0
     stow_batch: int = 32
+    loop_backoff_max: float = 30.0
 
 
 def send(paths: list[Path], options: DeliveryOptions) -> list[InstanceRef]:
@@ -95,6 +102,7 @@ class Deliverer:
         self.options = options
         self.on_delivered = on_delivered
         self.wake = threading.Event()
+        self.health = LoopHealth("delivery")
 
     def run_once(self) -> bool:
         job = self.store.next_deliverable()
@@ -104,19 +112,10 @@ class Deliverer:
         try:
             count = deliver([Path(p) for p in job.outputs], self.options)
         except BrainxaiError as exc:
-            after = self.store.delivery_failed(job, str(exc), self.options.backoff)
-            if after is not None and after.next_attempt_at is not None:
-                log.warning(
-                    "job %s: delivery attempt %d failed (%s); retry in %.1f s",
-                    job.id,
-                    after.attempts,
-                    exc,
-                    after.next_attempt_at - time.time(),
-                )
-            elif after is not None:
-                log.error("job %s: delivery abandoned: %s", job.id, after.error)
+            self._failed(job, exc)
             return True
         seconds = time.perf_counter() - started
+        metrics.observe_stage("delivery", seconds)
         if self.store.mark_delivered(job, seconds):
             log.info(
                 "job %s: %d instance(s) delivered and confirmed in %.2f s", job.id, count, seconds
@@ -124,17 +123,29 @@ class Deliverer:
             self.on_delivered(job)
         return True
 
+    def _failed(self, job: Job, exc: BrainxaiError) -> None:
+        after = self.store.delivery_failed(job, str(exc), self.options.backoff)
+        if after is not None and after.next_attempt_at is not None:
+            metrics.inc_retry()
+            log.warning(
+                "job %s: delivery attempt %d failed (%s); retry in %.1f s",
+                job.id,
+                after.attempts,
+                one_line(str(exc)),
+                after.next_attempt_at - time.time(),
+            )
+        elif after is not None:
+            log.error("job %s: delivery abandoned: %s", job.id, after.error)
+
+    def _wait_time(self) -> float:
+        nxt = self.store.next_wakeup()
+        wait = self.options.poll_seconds
+        if nxt is not None:
+            wait = max(0.01, min(wait, nxt - time.time()))
+        return wait
+
     def run(self, stop: threading.Event) -> None:
-        log.info(
-            "delivery started (%s, confirmed by %s)", self.options.method, self.options.confirm
-        )
-        while not stop.is_set():
-            if self.run_once():
-                continue
-            self.wake.clear()
-            nxt = self.store.next_wakeup()
-            wait = self.options.poll_seconds
-            if nxt is not None:
-                wait = max(0.01, min(wait, nxt - time.time()))
-            self.wake.wait(wait)
-        log.info("delivery stopped")
+        log.info("delivery by %s, confirmed by %s", self.options.method, self.options.confirm)
+        spec = LoopSpec(self.run_once, self._wait_time, self.wake, self.health,
+                        self.options.loop_backoff_max)  # fmt: skip
+        run_loop(spec, stop)

@@ -1,6 +1,8 @@
 """The durable job store: one job per study, in SQLite (WAL, synchronous=FULL).
 
-States: received -> processing -> results_ready -> delivered, or failed (with a reason).
+States: received -> processing -> results_ready -> delivered; or processing -> no_result
+(nothing in the study could be analysed: no result objects, the reasons in ``error`` and the
+summary); or failed (with a reason).
 
 - A job is created when the first instance of a study arrives; it becomes *ready* (``ready_at``)
   when study assembly says so.
@@ -9,11 +11,17 @@ States: received -> processing -> results_ready -> delivered, or failed (with a 
   the generation, so a worker that was processing the older generation cannot overwrite it.
 - ``recover()`` after a crash or kill -9 resumes every unfinished job: ``processing`` is
   re-run, ``results_ready`` is re-delivered at its stored ``next_attempt_at``.
+- Stored error texts are one line, without file paths or tracebacks (``one_line``); the
+  full story is in the log. The database file is created 0600 in a 0700 folder (it names
+  studies); another process holding the database longer than ``busy_timeout`` makes a call
+  raise ``sqlite3.OperationalError``, which callers treat as transient.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
 import threading
 import time
@@ -33,7 +41,12 @@ class JobState(StrEnum):
     PROCESSING = "processing"
     RESULTS_READY = "results_ready"
     DELIVERED = "delivered"
+    NO_RESULT = "no_result"
     FAILED = "failed"
+
+
+#: States a job leaves only when new instances of its study arrive (or a retry).
+FINAL_STATES = (JobState.DELIVERED, JobState.NO_RESULT, JobState.FAILED)
 
 
 @dataclass(frozen=True)
@@ -103,7 +116,42 @@ def default_path(settings: Any) -> Path:
     return Path(settings.data_dir) / "jobs.sqlite"
 
 
-_ACTIVE = (JobState.PROCESSING, JobState.RESULTS_READY, JobState.DELIVERED, JobState.FAILED)
+_ACTIVE = (JobState.PROCESSING, JobState.RESULTS_READY, *FINAL_STATES)
+ERROR_LIMIT = 500
+_TOKEN = re.compile(r"[^\s'\"(),;\[\]]*/[^\s'\"(),;\[\]]*")
+
+
+def _strip_path(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if "://" in token or not (token[0] in "/~." or token.count("/") >= 2):
+        return token  # a URL, or something like "3/24"
+    return token.rstrip("/").rsplit("/", 1)[-1] or "<path>"
+
+
+def one_line(text: str, limit: int = ERROR_LIMIT) -> str:
+    """An error text fit for the job store: one line, file paths reduced to their last part,
+    at most ``limit`` characters. A traceback keeps only its last line (the exception)."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Traceback (most recent call last)"):
+        lines = lines[-1:]
+    flat = " ".join(lines)
+    flat = _TOKEN.sub(_strip_path, flat)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) readable by the owner only (0700)."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+    return path
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if missing; make an existing one 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:
@@ -128,18 +176,27 @@ def _row_to_job(row: sqlite3.Row) -> Job:
 
 
 class JobStore:
-    """Thread-safe access to the jobs table (one connection guarded by a lock)."""
+    """Thread-safe access to the jobs table (one connection guarded by a lock).
 
-    def __init__(self, path: Path | str) -> None:
+    ``busy_timeout``: seconds a call waits for a lock another process holds before it raises
+    ``sqlite3.OperationalError`` ("database is locked").
+    """
+
+    def __init__(self, path: Path | str, busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        _private_file(self.path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout * 1000))}")
         self._db.executescript(_SCHEMA)
+        for suffix in ("-wal", "-shm"):  # SQLite copies the database's mode; make sure
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                os.chmod(side, 0o600)
 
     def close(self) -> None:
         with self._lock:
@@ -151,10 +208,11 @@ class JobStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # also when COMMIT itself failed (busy)
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _one(self, db: sqlite3.Connection, where: str, *args: Any) -> Job | None:
         row = db.execute(f"SELECT * FROM jobs WHERE {where}", args).fetchone()
@@ -330,6 +388,38 @@ class JobStore:
             )
             return True
 
+    def requeue(self, job: Job, ready_at: float) -> bool:
+        """processing -> received, ready at ``ready_at`` (this generation only): a step
+        around the processor failed; the attempt counts towards the processing limit."""
+        with self._tx() as db:
+            n = db.execute(
+                "UPDATE jobs SET state=?, ready_at=?, updated_at=? WHERE id=? AND generation=? "
+                "AND state=?",
+                (JobState.RECEIVED, ready_at, time.time(), job.id, job.generation,
+                 JobState.PROCESSING),
+            ).rowcount  # fmt: skip
+        return n == 1
+
+    def finish_without_result(
+        self, job: Job, summary: dict[str, Any], reason: str, seconds: float
+    ) -> bool:
+        """processing -> no_result: the study was read but nothing in it could be analysed.
+
+        ``reason`` (one line, stored in ``error``) says why; False if re-triggered meanwhile.
+        """
+        now = time.time()
+        with self._tx() as db:
+            cur = self._current(db, job, JobState.PROCESSING)
+            if cur is None:
+                return False
+            timings = self._merge_timings(db, job.id, processing_s=seconds, finished_at=now)
+            db.execute(
+                "UPDATE jobs SET state=?, outputs='[]', summary=?, timings=?, attempts=0, "
+                "next_attempt_at=NULL, error=?, updated_at=? WHERE id=?",
+                (JobState.NO_RESULT, json.dumps(summary), timings, one_line(reason), now, job.id),
+            )
+            return True
+
     def fail(self, job: Job, reason: str) -> bool:
         """Any unfinished state -> failed with a reason (for this generation only)."""
         with self._tx() as db:
@@ -338,7 +428,7 @@ class JobStore:
                 "AND state IN (?, ?, ?)",
                 (
                     JobState.FAILED,
-                    reason[:2000],
+                    one_line(reason),
                     time.time(),
                     job.id,
                     job.generation,
@@ -374,7 +464,7 @@ class JobStore:
                     (
                         JobState.FAILED,
                         attempts,
-                        f"delivery failed {attempts} times: {reason}",
+                        one_line(f"delivery failed {attempts} times: {reason}"),
                         now,
                         job.id,
                     ),
@@ -383,7 +473,7 @@ class JobStore:
                 db.execute(
                     "UPDATE jobs SET attempts=?, next_attempt_at=?, error=?, updated_at=? "
                     "WHERE id=?",
-                    (attempts, now + backoff.delay(attempts), reason[:2000], now, job.id),
+                    (attempts, now + backoff.delay(attempts), one_line(reason), now, job.id),
                 )
             return self._one(db, "id=?", job.id)
 
@@ -427,18 +517,20 @@ class JobStore:
             ).fetchone()[0]
         return int(n)
 
-    def due_for_cleanup(self, delivered_before: float) -> list[Job]:
+    def due_for_cleanup(self, finished_before: float) -> list[Job]:
+        """Delivered (or no_result) jobs finished before the time whose inputs remain."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM jobs WHERE state=? AND inputs_removed=0 AND delivered_at<=?",
-                (JobState.DELIVERED, delivered_before),
+                "SELECT * FROM jobs WHERE inputs_removed=0 AND ((state=? AND delivered_at<=?) "
+                "OR (state=? AND updated_at<=?))",
+                (JobState.DELIVERED, finished_before, JobState.NO_RESULT, finished_before),
             ).fetchall()
         return [_row_to_job(r) for r in rows]
 
     def mark_inputs_removed(self, job: Job) -> bool:
         with self._tx() as db:
             n = db.execute(
-                "UPDATE jobs SET inputs_removed=1 WHERE id=? AND generation=? AND state=?",
-                (job.id, job.generation, JobState.DELIVERED),
+                "UPDATE jobs SET inputs_removed=1 WHERE id=? AND generation=? AND state IN (?, ?)",
+                (job.id, job.generation, JobState.DELIVERED, JobState.NO_RESULT),
             ).rowcount
         return n == 1

@@ -1,9 +1,12 @@
 """A small process-wide Prometheus registry (text exposition format 0.0.4).
 
-Other modules call the helpers: ``observe_stage("inference", 0.8)``, ``inc_received()``,
-``inc_retry()``. Job counts by state are read from a callback at scrape time
-(``set_jobs_source``). Label values are restricted to short identifiers: stage names, job
-states, route templates and status codes, never anything that could identify a patient.
+Other modules call the helpers where the event happens: ``inc_received()`` when an instance
+is durably stored (plugin.assembly), ``inc_retry()`` when a failed delivery is scheduled again
+(plugin.delivery), ``inc_loop_error("worker")`` when a service loop step fails (plugin.worker),
+``observe_stage("processing", 4.2)`` per stage. Job counts by state are read from a
+callback at scrape time (``set_jobs_source``). Label values are restricted to short
+identifiers: stage names, loop names, job states, route templates and status codes, never
+anything that could identify a patient.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Registry:
         self._lock = threading.Lock()
         self._received = 0
         self._retries = 0
+        self._loop_errors: dict[str, int] = {}
         self._stages: dict[str, _Histogram] = {}
         self._http: dict[tuple[str, str, str], int] = {}
         self._jobs_source: JobsSource | None = None
@@ -80,6 +84,11 @@ class Registry:
     def inc_retry(self, n: int = 1) -> None:
         with self._lock:
             self._retries += n
+
+    def inc_loop_error(self, loop: str) -> None:
+        key = safe_label(loop)
+        with self._lock:
+            self._loop_errors[key] = self._loop_errors.get(key, 0) + 1
 
     def inc_http(self, route: str, method: str, status: int) -> None:
         key = (safe_label(route), safe_label(method), str(int(status)))
@@ -110,6 +119,12 @@ class Registry:
             "# HELP brainxai_delivery_retries_total Result deliveries retried.",
             "# TYPE brainxai_delivery_retries_total counter",
             f"brainxai_delivery_retries_total {self._retries}",
+            "# HELP brainxai_loop_errors_total Failed steps of the service loops (retried).",
+            "# TYPE brainxai_loop_errors_total counter",
+            *(
+                f'brainxai_loop_errors_total{{loop="{loop}"}} {n}'
+                for loop, n in sorted(self._loop_errors.items())
+            ),
             "# HELP brainxai_stage_seconds Time spent per pipeline stage.",
             "# TYPE brainxai_stage_seconds histogram",
         ]
@@ -173,6 +188,11 @@ def inc_received(n: int = 1) -> None:
 def inc_retry(n: int = 1) -> None:
     """Count a delivery retry (C-STORE / STOW-RS / REST) of a result object."""
     REGISTRY.inc_retry(n)
+
+
+def inc_loop_error(loop: str) -> None:
+    """Count a failed step of a service loop (worker, delivery, housekeeping)."""
+    REGISTRY.inc_loop_error(loop)
 
 
 def inc_http(route: str, method: str, status: int) -> None:

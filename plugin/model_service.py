@@ -4,12 +4,18 @@
 a request keeps using its snapshot even if ``reload()`` swaps in the MLflow ``champion``
 meanwhile. Loading happens outside the lock, only the swap is locked. ``infer_lock``
 serialises model use, because on this 2-core machine parallel forward passes only contend.
+It is a ``PriorityLock``: the worker takes it with ``infer_lock.priority()`` and goes
+before every waiting API request (``with infer_lock``), so a stream of ``/v1/predict``
+calls cannot starve a routed study (measured before: four heavy clients made a study take
+65 s instead of 6 s); a study waits at most for the one request in progress.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,63 @@ from plugin import metrics
 from plugin.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class PriorityLock:
+    """A non-reentrant lock whose high-priority waiters go before every normal waiter.
+
+    ``with lock:`` takes it at normal priority (API requests); ``with lock.priority():`` at
+    high priority (the worker). Normal waiters also yield while a high one is waiting.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._held = False
+        self._high_waiting = 0
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """How many threads are waiting for the lock."""
+        return self._waiting
+
+    def acquire(self, high: bool = False) -> None:
+        with self._cond:
+            self._waiting += 1
+            if high:
+                self._high_waiting += 1
+            try:
+                while self._held or (not high and self._high_waiting):
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+                if high:
+                    self._high_waiting -= 1
+                    self._cond.notify_all()  # normal waiters may go if no other high one
+            self._held = True
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+    def locked(self) -> bool:
+        return self._held
+
+    def __enter__(self) -> PriorityLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @contextmanager
+    def priority(self) -> Iterator[None]:
+        self.acquire(high=True)
+        try:
+            yield
+        finally:
+            self.release()
 
 
 @dataclass(frozen=True)
@@ -66,7 +129,7 @@ class ModelService:
         self._current: LoadedModel | None = None
         self._swap = threading.Lock()
         self._reloading = threading.Lock()
-        self.infer_lock = threading.Lock()
+        self.infer_lock = PriorityLock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelService:

@@ -3,7 +3,13 @@
 Threads: pynetdicom's association threads feed the StudyAssembler; one worker thread runs
 the analysis; one delivery thread sends and confirms results; one housekeeping thread
 applies the input retention. The HTTP API (plugin.api) runs in uvicorn on the main thread.
-On start, ``JobStore.recover`` resumes every job left unfinished by a crash.
+On start, ``JobStore.recover`` resumes every job left unfinished by a crash, and
+``adopt_orphans`` gives a job to received instances that have none.
+
+The three loops run under plugin.worker.run_loop (a failing step is retried with backoff,
+never fatal); ``loop_status`` reports them to ``/readyz``, which fails when a loop thread is
+gone or has failed for ``settings.loop_unready_seconds``. Everything the service creates
+under ``data_dir`` is private to its user (folders 0700, files 0600).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -22,17 +29,21 @@ from typing import Any
 from dicom_io.network import Peer
 from dicom_io.store_scp import ScpOptions, StoreScp, allowed_aets
 from inference.errors import BrainxaiError, JobError, ModelError
-from plugin.assembly import StudyAssembler
+from plugin import api_ready
+from plugin.assembly import StudyAssembler, adopt_orphans
 from plugin.delivery import Deliverer, DeliveryOptions
 from plugin.job_store import Backoff, Job, JobStore, default_path
 from plugin.orthanc_client import OrthancOptions
 from plugin.settings import Settings
 from plugin.worker import (
+    LoopHealth,
+    LoopSpec,
     Processor,
     ProcessResult,
     Worker,
     WorkerOptions,
     remove_delivered_inputs,
+    run_loop,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +82,15 @@ def _classifier_getter(models: Any) -> Callable[[], Any]:
     return get
 
 
+def _worker_turn(models: Any) -> contextlib.AbstractContextManager[Any]:
+    """The model lock at the worker's priority (a plain lock as is; none: no lock)."""
+    lock = getattr(models, "infer_lock", None)
+    if lock is None:
+        return contextlib.nullcontext()
+    priority = getattr(lock, "priority", None)
+    return priority() if callable(priority) else lock  # type: ignore[no-any-return]
+
+
 def pipeline_processor(context: ServiceContext) -> Processor:
     """The built-in processor: plugin.pipeline.analyze_paths with the current classifier."""
 
@@ -85,9 +105,10 @@ def pipeline_processor(context: ServiceContext) -> Processor:
             methods=attribution.parse_methods(list(settings.methods)),
             rules_path=settings.selection_rules,
         )
-        # The API's predictions use the same network (and explanation hooks): take turns.
-        lock = getattr(context.models, "infer_lock", None) or contextlib.nullcontext()
-        with lock:
+        # The API's predictions use the same network (and explanation hooks): take turns,
+        # routed studies first (a PriorityLock: the worker never waits behind a queue of
+        # API requests, only for the one in progress).
+        with _worker_turn(context.models):
             summary = pipeline.analyze_paths(paths, context.get_classifier(), out_dir, options)
         outputs = [Path(p) for study in summary["studies"] for p in study["outputs"]]
         return ProcessResult(outputs=outputs, summary=summary)
@@ -125,6 +146,7 @@ def delivery_options(settings: Settings) -> DeliveryOptions:
             max_delay=settings.delivery_backoff_max_seconds,
             max_attempts=settings.delivery_max_attempts,
         ),  # fmt: skip
+        loop_backoff_max=settings.loop_backoff_max_seconds,
     )
 
 
@@ -136,7 +158,7 @@ class Service:
     ) -> None:
         self.settings = settings
         data = settings.data_dir
-        self.store = JobStore(default_path(settings))
+        self.store = JobStore(default_path(settings), settings.store_busy_timeout_seconds)
         self.with_api = api
         needs_model = api or (processor is None and not settings.processor)
         models = _model_service(settings) if needs_model else None
@@ -146,12 +168,14 @@ class Service:
             incoming_dir=data / "incoming",
             results_dir=data / "results",
             max_processing_attempts=settings.max_processing_attempts,
+            backoff_max_seconds=settings.loop_backoff_max_seconds,
         )
         self.worker = Worker(
             self.store,
             processor or load_processor(settings.processor, self.context),
             self.worker_options,
             on_results=lambda: self.deliverer.wake.set(),
+            before_poll=lambda: self.assembler.flush_pending(),
         )
         self.deliverer = Deliverer(self.store, delivery_options(settings), self._delivered)
         self.assembler = StudyAssembler(
@@ -165,21 +189,35 @@ class Service:
                 port=settings.dicom_port,
                 allowed_calling_aets=allowed_aets(settings.allowed_calling_aets),
                 fsync=settings.store_fsync,
+                min_free_bytes=int(settings.min_free_mb * 1024 * 1024),
             ),
             self.assembler,
         )
         self._housekeeping = threading.Event()
+        self.housekeeping_health = LoopHealth("housekeeping")
         self._threads: list[threading.Thread] = []
 
     def _delivered(self, job: Job) -> None:
         self._housekeeping.set()
 
     def _housekeeping_loop(self) -> None:
-        while not self.stop_event.is_set():
+        def step() -> bool:
             remove_delivered_inputs(self.store, self.assembler, self.worker_options,
                                     self.settings.retention_hours)  # fmt: skip
-            self._housekeeping.wait(60.0)
-            self._housekeeping.clear()
+            return False
+
+        spec = LoopSpec(step, lambda: 60.0, self._housekeeping, self.housekeeping_health,
+                        self.settings.loop_backoff_max_seconds)  # fmt: skip
+        run_loop(spec, self.stop_event)
+
+    def loop_status(self) -> dict[str, tuple[bool, str]]:
+        """{loop: (ok, detail)} for /readyz: a loop is not ok when its thread is gone or
+        it has failed without a break for settings.loop_unready_seconds."""
+        alive = {t.name for t in self._threads if t.is_alive()}
+        return {
+            h.name: h.check(f"brainxai-{h.name}" in alive, self.settings.loop_unready_seconds)
+            for h in (self.worker.health, self.deliverer.health, self.housekeeping_health)
+        }
 
     def _warm_up_model(self) -> None:
         """One full explained batch of blank slices, so the first real study does not pay for
@@ -220,9 +258,17 @@ class Service:
         configure_pydicom()
 
         warm_up()  # before the first study, not during it
+        for folder in (self.worker_options.incoming_dir, self.worker_options.results_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o700)  # received instances and results carry patient data
         resumed = self.store.recover(self.settings.quiet_seconds)
         if resumed:
             log.info("resuming %d unfinished job(s)", resumed)
+        adopted = adopt_orphans(
+            self.store, self.worker_options.incoming_dir, self.settings.quiet_seconds
+        )
+        if adopted:
+            log.info("adopted %d study folder(s) without a job", adopted)
         self.scp.start()
         for name, target in (
             ("worker", self._warm_up_and_work),
@@ -232,9 +278,11 @@ class Service:
             thread = threading.Thread(target=target, name=f"brainxai-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        api_ready.set_loops_source(self.loop_status)
 
     def stop(self) -> None:
         """Stop accepting associations, then let the threads finish their current step."""
+        api_ready.unset_loops_source(self.loop_status)
         self.scp.stop()
         self.stop_event.set()
         self.worker.wake.set()

@@ -31,6 +31,22 @@ class Settings(BaseSettings):
     allowed_calling_aets: list[str] = Field(default_factory=lambda: ["ORTHANC"])
     quiet_seconds: float = 0.5
     store_fsync: bool = Field(True, description="fsync each received instance before success")
+    min_free_mb: float = Field(
+        500.0,
+        description="Free space under data_dir below which instances are refused (out of "
+        "resources, the sender retries) and /readyz fails",
+    )
+
+    # Robustness of the job store and the service's loops
+    store_busy_timeout_seconds: float = Field(
+        5.0, description="How long a job-store call waits for a lock another process holds"
+    )
+    loop_backoff_max_seconds: float = Field(
+        30.0, description="Longest wait between retries of a failing worker/delivery loop"
+    )
+    loop_unready_seconds: float = Field(
+        60.0, description="A loop failing without a break for this long makes /readyz fail"
+    )
 
     # Orthanc (delivery target)
     orthanc_url: str = "http://127.0.0.1:8042"

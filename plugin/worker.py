@@ -1,8 +1,16 @@
 """The processing worker: runs the analysis of ready studies and records durable results.
 
-Results are written to ``results/<job id>.partial``, fsynced, then renamed to
-``results/<job id>`` before the job moves to ``results_ready``; a crash at any point
-leaves the job in ``processing``, which ``JobStore.recover`` re-runs.
+Results are written to ``results/<job id>.partial``, made private (files 0600, folders
+0700), fsynced, then renamed to ``results/<job id>`` before the job moves to
+``results_ready``; a crash at any point leaves the job in ``processing``, which
+``JobStore.recover`` re-runs. A study in which nothing could be analysed (every instance
+refused by the reader, no series selected) produces no result files: its job ends
+``no_result`` with the reasons, never ``delivered``.
+
+The service's loops (this worker, delivery, housekeeping) run under ``run_loop``: a failing
+step (the job store locked by another process, a full disk, a bug) is logged by its error
+type, counted, and retried with exponential backoff; the loop never dies of it. Each loop
+keeps a ``LoopHealth`` that ``/readyz`` reads.
 """
 
 from __future__ import annotations
@@ -10,18 +18,23 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from inference.errors import BrainxaiError, JobError
+from plugin import metrics
 from plugin.assembly import StudyAssembler
-from plugin.job_store import Job, JobState, JobStore
+from plugin.job_store import Job, JobState, JobStore, one_line, private_dir
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,7 @@ class WorkerOptions:
     results_dir: Path
     max_processing_attempts: int = 3
     poll_seconds: float = 1.0
+    backoff_max_seconds: float = 30.0
 
 
 def study_inputs(incoming_dir: Path, study_uid: str) -> list[Path]:
@@ -64,8 +78,110 @@ def _fsync_tree(folder: Path) -> None:
         os.close(fd)
 
 
+def make_private(folder: Path) -> None:
+    """Result files 0600 and folders 0700: they carry patient data."""
+    os.chmod(folder, 0o700)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+
+
+# ---- loops that never die ------------------------------------------------------------------
+def describe_error(exc: BaseException) -> str:
+    """An error for the log without patient data: its type, plus SQLite's or the OS's own
+    message (never the exception text, which may name files or carry DICOM values)."""
+    name = type(exc).__name__
+    if isinstance(exc, sqlite3.Error):
+        return f"{name}: {one_line(str(exc), 120)}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{name}: {exc.strerror}"
+    return name
+
+
+class LoopHealth:
+    """Whether a service loop is making progress; read by ``/readyz`` (thread-safe)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self.failing_since: float | None = None
+        self.failures = 0
+        self.last_error = ""
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.failing_since = None
+            self.failures = 0
+
+    def failed(self, exc: BaseException) -> None:
+        metrics.inc_loop_error(self.name)
+        with self._lock:
+            if self.failing_since is None:
+                self.failing_since = time.time()
+            self.failures += 1
+            self.last_error = describe_error(exc)
+
+    def check(
+        self, alive: bool, unready_after: float, now: float | None = None
+    ) -> tuple[bool, str]:
+        """(ok, detail): not ok if the thread is gone or has failed for ``unready_after`` s."""
+        if not alive:
+            return False, f"{self.name} stopped"
+        now = time.time() if now is None else now
+        with self._lock:
+            since, failures, error = self.failing_since, self.failures, self.last_error
+        if since is None:
+            return True, f"{self.name} running"
+        detail = f"{self.name} failing for {now - since:.0f} s ({failures} error(s), last {error})"
+        return now - since < unready_after, detail
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """One service loop: ``step`` does one unit of work (True: there may be more now);
+    ``wait_time`` says how long to sleep when idle; ``wake`` cuts the sleep short."""
+
+    step: Callable[[], bool]
+    wait_time: Callable[[], float]
+    wake: threading.Event
+    health: LoopHealth
+    backoff_max: float = 30.0
+
+
+def run_loop(spec: LoopSpec, stop: threading.Event) -> None:
+    """Run ``spec`` until ``stop``; a failing step is logged, counted and retried with
+    exponential backoff (0.5 s doubling up to ``backoff_max``), so the loop never dies."""
+    name = spec.health.name
+    log.info("%s started", name)
+    delay = 0.0
+    while not stop.is_set():
+        spec.wake.clear()  # before the step: a wake-up during the step is not lost
+        try:
+            busy = spec.step()
+            timeout = 0.0 if busy else spec.wait_time()
+        except Exception as exc:  # noqa: BLE001 (logged with its type, traceback at debug)
+            delay = min(spec.backoff_max, max(0.5, delay * 2))
+            spec.health.failed(exc)
+            log.warning("%s: %s; retrying in %.1f s", name, describe_error(exc), delay)
+            log.debug("%s: step failed", name, exc_info=True)
+            stop.wait(delay)
+            continue
+        if delay:
+            log.info("%s: recovered", name)
+        delay = 0.0
+        spec.health.succeeded()
+        if timeout > 0 and not stop.is_set():
+            spec.wake.wait(timeout)
+    log.info("%s stopped", name)
+
+
+# ---- the worker ----------------------------------------------------------------------------
 class Worker:
-    """Processes one ready job at a time (the analysis itself uses the CPU cores)."""
+    """Processes one ready job at a time (the analysis itself uses the CPU cores).
+
+    ``before_poll`` runs at every turn of the loop (the service retries study assembly's
+    pending "ready" marks there).
+    """
 
     def __init__(
         self,
@@ -73,70 +189,144 @@ class Worker:
         processor: Processor,
         options: WorkerOptions,
         on_results: Callable[[], None] = lambda: None,
+        before_poll: Callable[[], object] = lambda: None,
     ) -> None:
         self.store = store
         self.processor = processor
         self.options = options
         self.on_results = on_results
+        self.before_poll = before_poll
         self.wake = threading.Event()
+        self.health = LoopHealth("worker")
+        self._stop = threading.Event()
 
     def run_once(self) -> bool:
         """Process the next ready job, if any. Returns whether a job was taken."""
+        self.before_poll()
         ready = self.store.next_ready()
         if ready is None:
             return False
         job = self.store.start_processing(ready, self.options.max_processing_attempts)
         if job is None:
             return True
-        self._process(job)
+        try:
+            self._process(job)
+        except Exception:
+            # Not the processor (its errors fail the job) but a step around it (disk full,
+            # a rename): put the job back for a later attempt rather than leave it stuck.
+            retry_at = time.time() + min(5.0, self.options.backoff_max_seconds)
+            self._persist("the requeue", lambda: self.store.requeue(job, retry_at))
+            raise
         return True
 
     def _process(self, job: Job) -> None:
         inputs = study_inputs(self.options.incoming_dir, job.study_instance_uid)
-        final = self.options.results_dir / job.id
+        private_dir(self.options.results_dir)
         partial = self.options.results_dir / f"{job.id}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        log.info(
-            "job %s: processing study %s (%d instance(s), generation %d)",
-            job.id,
-            job.study_instance_uid,
-            len(inputs),
-            job.generation,
-        )
+        partial.mkdir(mode=0o700)
+        log.info("job %s: processing study %s (%d instance(s), generation %d)", job.id,
+                 job.study_instance_uid, len(inputs), job.generation)  # fmt: skip
         started = time.perf_counter()
         try:
             if not inputs:
                 raise JobError("no received instances on disk")
             result = self.processor(inputs, partial)
-            _fsync_tree(partial)
             relative = [_relative(p, partial) for p in result.outputs]
+            make_private(partial)
+            _fsync_tree(partial)
         except BrainxaiError as exc:
-            log.warning("job %s failed: %s", job.id, exc)
-            self.store.fail(job, str(exc))
+            message = str(exc)
+            log.warning("job %s failed: %s", job.id, one_line(message))
+            log.debug("job %s: processor error", job.id, exc_info=True)
+            self._persist("the failure", lambda: self.store.fail(job, message))
             return
-        except Exception as exc:
-            log.exception("job %s: unexpected error in the processor", job.id)
-            self.store.fail(job, f"internal error: {type(exc).__name__}")
+        except Exception as exc:  # noqa: BLE001 (a processor bug must not stop the worker)
+            log.error("job %s: unexpected %s in the processor", job.id, describe_error(exc))
+            log.debug("job %s: processor traceback", job.id, exc_info=True)
+            reason = f"internal error: {type(exc).__name__}"
+            self._persist("the failure", lambda: self.store.fail(job, reason))
             return
         seconds = time.perf_counter() - started
+        metrics.observe_stage("processing", seconds)
+        if not relative:
+            shutil.rmtree(partial, ignore_errors=True)
+            self._no_result(job, result.summary, seconds)
+            return
+        self._publish(job, partial, relative, result.summary, seconds)
+
+    def _publish(
+        self, job: Job, partial: Path, relative: list[Path], summary: dict[str, Any], seconds: float
+    ) -> None:
+        final = self.options.results_dir / job.id
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
         outputs = [str(final / rel) for rel in relative]
-        if self.store.finish_processing(job, outputs, result.summary, seconds):
+        done = self._persist(
+            "the results", lambda: self.store.finish_processing(job, outputs, summary, seconds)
+        )
+        if done:
             log.info("job %s: %d result file(s) in %.2f s", job.id, len(outputs), seconds)
             self.on_results()
         else:
             log.info("job %s was re-triggered by new instances; results superseded", job.id)
 
+    def _no_result(self, job: Job, summary: dict[str, Any], seconds: float) -> None:
+        reason = no_result_reason(summary)
+        done = self._persist(
+            "no result",
+            lambda: self.store.finish_without_result(job, summary, reason, seconds),
+        )
+        if done:
+            log.warning("job %s: no result for study %s: %s", job.id, job.study_instance_uid,
+                        reason)  # fmt: skip
+        else:
+            log.info("job %s was re-triggered by new instances", job.id)
+
+    def _persist(self, what: str, call: Callable[[], T]) -> T:
+        """Record an outcome in the job store, retrying while it is locked or unavailable:
+        the work is done and durable, so giving up would leave the job stuck in processing.
+        Raises only when the service is stopping (the next start re-runs the job)."""
+        delay = 0.2
+        while True:
+            try:
+                return call()
+            except sqlite3.Error as exc:
+                self.health.failed(exc)
+                if self._stop.is_set():
+                    raise
+                log.warning("worker: cannot record %s yet (%s); retrying in %.1f s", what,
+                            describe_error(exc), delay)  # fmt: skip
+                self._stop.wait(delay)
+                delay = min(self.options.backoff_max_seconds, delay * 2)
+
     def run(self, stop: threading.Event) -> None:
-        log.info("worker started")
-        while not stop.is_set():
-            if self.run_once():
-                continue
-            self.wake.clear()
-            self.wake.wait(_wait_time(self.store, self.options.poll_seconds))
-        log.info("worker stopped")
+        self._stop = stop
+        run_loop(
+            LoopSpec(
+                self.run_once,
+                lambda: _wait_time(self.store, self.options.poll_seconds),
+                self.wake,
+                self.health,
+                self.options.backoff_max_seconds,
+            ),  # fmt: skip
+            stop,
+        )
+
+
+def no_result_reason(summary: dict[str, Any]) -> str:
+    """Why a study gave nothing to deliver, from the pipeline's summary: the distinct
+    reasons (with counts) for refused files and unselected or failed series."""
+    reasons: Counter[str] = Counter()
+    for item in summary.get("rejected") or []:
+        reasons[f"file refused: {item.get('reason') or 'no reason given'}"] += 1
+    for study in summary.get("studies") or []:
+        for series in study.get("series") or []:
+            reasons[f"series not analysed: {series.get('reason') or 'no reason given'}"] += 1
+    if not reasons:
+        return "nothing analysable: the processor produced no result objects"
+    parts = [f"{text} (x{n})" if n > 1 else text for text, n in reasons.most_common()]
+    return one_line("nothing analysable: " + "; ".join(parts))
 
 
 def _relative(path: Path, folder: Path) -> Path:
@@ -156,10 +346,11 @@ def _wait_time(store: JobStore, poll: float) -> float:
 def remove_delivered_inputs(
     store: JobStore, assembler: StudyAssembler, options: WorkerOptions, retention_hours: float
 ) -> int:
-    """Remove the inputs and result files of jobs delivered more than ``retention_hours`` ago.
+    """Remove the inputs and result files of jobs delivered (or ended ``no_result``) more
+    than ``retention_hours`` ago.
 
     Runs under the assembler's lock and re-checks the job, so a study that is receiving new
-    instances (and so is no longer ``delivered``) keeps its files.
+    instances (and so is no longer finished) keeps its files.
     """
     removed = 0
     for job in store.due_for_cleanup(time.time() - retention_hours * 3600):
@@ -167,7 +358,7 @@ def remove_delivered_inputs(
             current = store.get(job.id)
             if (
                 current is None
-                or current.state != JobState.DELIVERED
+                or current.state not in (JobState.DELIVERED, JobState.NO_RESULT)
                 or current.generation != job.generation
                 or assembler.is_receiving(job.study_instance_uid)
             ):
@@ -176,5 +367,5 @@ def remove_delivered_inputs(
             shutil.rmtree(options.results_dir / job.id, ignore_errors=True)
             if store.mark_inputs_removed(current):
                 removed += 1
-                log.info("job %s: inputs removed after delivery", job.id)
+                log.info("job %s: inputs removed after it finished", job.id)
     return removed

@@ -126,9 +126,26 @@ function formatTime(value) {
   return isNaN(date) ? String(value) : date.toISOString().replace("T", " ").slice(0, 19) + " UTC";
 }
 
-function jobRow(job) {
+// What a job came to: the error (failed) or the reasons nothing was analysable
+// (no_result), else the study's decision.
+function jobOutcome(job) {
   const summary = job.summary || {};
-  const what = job.error || summary.decision || summary.class || summary.status || "";
+  if (job.error) return job.error;
+  const study = (summary.studies || [])[0];
+  if (study && study.prediction) {
+    const p = study.prediction;
+    return p.reason ? `${p.class} (${p.reason})` : p.class;
+  }
+  return summary.decision || summary.class || summary.status || "";
+}
+
+const STATE_HELP = {
+  no_result: "Nothing in the study could be analysed; the reasons are shown. No results sent.",
+  failed: "Processing or delivery failed; Retry queues the study again.",
+};
+
+function jobRow(job) {
+  const what = jobOutcome(job);
   const cell = el("td");
   if (job.state === "failed") {
     const button = el("button", { type: "button" }, "Retry");
@@ -141,7 +158,8 @@ function jobRow(job) {
   }
   return el("tr", { "data-job": job.id },
     el("td", { class: "uid" }, job.id), el("td", { class: "uid" }, job.study_instance_uid),
-    el("td", { class: "state-" + job.state }, job.state), el("td", {}, job.attempts),
+    el("td", { class: "state-" + job.state, title: STATE_HELP[job.state] || "" }, job.state),
+    el("td", {}, job.attempts),
     el("td", {}, formatTime(job.updated_at)),
     el("td", {}, typeof what === "string" ? what : JSON.stringify(what)), cell);
 }
