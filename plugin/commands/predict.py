@@ -12,6 +12,7 @@ import numpy as np
 from inference.errors import InputError
 from inference.preprocessing import preprocess
 from inference.registry import load_model
+from inference.scope_gate import out_of_scope_reason
 from plugin.settings import load_settings
 from plugin.sniff import load_any_image
 
@@ -37,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
             rows.append({"file": str(path), "error": str(exc)})
             failed += 1
             continue
-        batch = np.stack([preprocess(img, clf.meta.preprocess).image for img in images])
-        probs = clf.predict(batch).probs
-        for k, row in enumerate(probs):
-            name = str(path) if len(probs) == 1 else f"{path}[{k}]"
+        prepared = [preprocess(img, clf.meta.preprocess) for img in images]
+        pred = clf.predict(np.stack([p.image for p in prepared]))
+        for k, row in enumerate(pred.probs):
+            name = str(path) if len(pred.probs) == 1 else f"{path}[{k}]"
+            why = out_of_scope_reason(images[k], prepared[k], pred, k, clf)
             rows.append(
                 {
                     "file": name,
@@ -48,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
                     "probabilities": {
                         c: round(float(v), 4) for c, v in zip(clf.meta.classes, row, strict=True)
                     },
+                    "ood_score": round(float(pred.ood_score[k]), 2),
+                    "trustworthy": why is None,
+                    "out_of_scope": why,
                 }
             )
     out = {"model": {"name": clf.meta.name, "version": clf.version}, "results": rows}
@@ -60,5 +65,6 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{r['file']}: ERROR {r['error']}")
             else:
                 probs_txt = " ".join(f"{c}={v:.3f}" for c, v in r["probabilities"].items())
-                print(f"{r['file']}: {r['class']}  ({probs_txt})")
+                note = f"  NOT TRUSTWORTHY: {r['out_of_scope']}" if r["out_of_scope"] else ""
+                print(f"{r['file']}: {r['class']}  ({probs_txt}){note}")
     return 1 if failed else 0
