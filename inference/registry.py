@@ -131,8 +131,14 @@ def _maybe_promote(client: Any, version: str, val_accuracy: float) -> bool:
     try:
         current = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
         best = float(current.tags.get("val_accuracy", "-1"))
+        checked = REAL_HARMFUL in current.tags
     except MlflowException:
-        best = -1.0
+        best, checked = -1.0, False
+    if checked:
+        # The champion passed the real-study check: a new version must pass it too
+        # (``evaluate-studies --tag-model``, then ``models --promote``).
+        log.info("version %s not promoted: the champion has a real-study check", version)
+        return False
     if val_accuracy > best:
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
         log.info(
@@ -183,6 +189,62 @@ def _roc(scores: NDArray[np.float32], pos: NDArray[np.bool_]) -> tuple[NDArray[A
     tpr = np.concatenate([[0.0], tp / max(1, pos.sum())])
     fpr = np.concatenate([[0.0], fp / max(1, (~pos).sum())])
     return fpr, tpr
+
+
+REAL_RIGHT = "real_check_right"
+REAL_HARMFUL = "real_check_harmful"  # wrong tumour class + tumour on a normal + missed tumour
+REAL_STUDIES = "real_check_studies"
+
+
+def tag_real_check(
+    tracking_uri: str, bundle_path: Path, right: int, harmful: int, studies: int
+) -> str:
+    """Record a real-study development check on the bundle's registered version."""
+    version = ensure_bundled_registered(tracking_uri, bundle_path)
+    client = _mlflow().MlflowClient()
+    for key, value in ((REAL_RIGHT, right), (REAL_HARMFUL, harmful), (REAL_STUDIES, studies)):
+        client.set_model_version_tag(MODEL_NAME, version, key, str(int(value)))
+    return version
+
+
+def promote_if_not_worse(tracking_uri: str, version: str) -> tuple[bool, str]:
+    """Move ``champion`` to ``version`` unless it is worse than the champion on either check.
+
+    JPEG validation accuracy must not be lower; the real-study check must exist and have
+    no more harmful outcomes and no fewer right ones than the champion's (a champion
+    without a real-study check counts as unchecked, not as good).
+    """
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    tags = dict(client.get_model_version(MODEL_NAME, version).tags)
+    if REAL_HARMFUL not in tags:
+        return False, f"version {version} has no real-study check (evaluate-studies --tag-model)"
+    try:
+        champ = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    except MlflowException:
+        champ = None
+    if champ is not None and str(champ.version) != version:
+        ct = dict(champ.tags)
+        worse = _worse_than(tags, ct)
+        if worse:
+            return False, f"version {version} not promoted: {worse} (champion {champ.version})"
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+    return True, f"alias {CHAMPION} -> version {version}"
+
+
+def _worse_than(cand: dict[str, str], champ: dict[str, str]) -> str:
+    """Why ``cand`` is worse than ``champ`` on either check, or ''."""
+    if float(cand.get("val_accuracy", "-1")) < float(champ.get("val_accuracy", "-1")):
+        return "lower JPEG validation accuracy"
+    if REAL_HARMFUL in champ:
+        if int(cand[REAL_HARMFUL]) > int(champ[REAL_HARMFUL]):
+            return "more harmful real-study outcomes"
+        if int(cand.get(REAL_RIGHT, "0")) < int(champ.get(REAL_RIGHT, "0")):
+            return "fewer right real-study results"
+    return ""
 
 
 def ensure_bundled_registered(tracking_uri: str, bundle_path: Path = BUNDLED_MODEL) -> str:

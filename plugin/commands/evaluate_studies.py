@@ -18,7 +18,7 @@ from pathlib import Path
 from explain.attribution import parse_methods
 from inference.bundle import Classifier
 from inference.errors import BrainxaiError
-from inference.registry import load_model
+from inference.registry import load_model, resolve_model, tag_real_check
 from inference.study_evaluation import StudyOutcome, markdown_table, read_labels, tally
 from plugin.pipeline import PipelineOptions, analyze_paths
 from plugin.settings import load_settings
@@ -34,6 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="report JSON (objects beside it)")
     p.add_argument("--model", help="bundle file or models:/ URI (default: bundled model)")
     p.add_argument("--methods", default="gradcam", help="explanation methods (gradcam gates)")
+    p.add_argument(
+        "--tag-model",
+        action="store_true",
+        help="record the dev-split totals on the model's MLflow version (for models --promote)",
+    )
 
 
 def evaluate_row(
@@ -86,4 +91,12 @@ def run(args: argparse.Namespace) -> int:
     args.out.write_text(json.dumps(report, indent=1))
     print(markdown_table(outcomes))
     print(json.dumps(report["totals"]))
+    if args.tag_model:
+        dev = tally(o for o in outcomes if o.split in ("dev", ""))
+        harmful = dev["wrong_tumour_class"] + dev["normal_given_tumour"] + dev["missed_tumour"]
+        path = resolve_model(args.model, settings.tracking_uri())
+        version = tag_real_check(
+            settings.tracking_uri(), path, int(dev["right"]), int(harmful), int(dev["studies"])
+        )
+        print(f"MLflow version {version}: real-study check recorded")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from inference import MODEL_NAME
+from inference.registry import promote_if_not_worse
 from plugin.model_service import ModelService
 from plugin.settings import load_settings
 
@@ -16,11 +17,21 @@ HELP = f"list the MLflow registered versions of {MODEL_NAME} (aliases, validatio
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default from settings)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--promote",
+        metavar="VERSION",
+        help="make VERSION champion unless it is worse on the JPEG validation split or the "
+        "real-study check than the current champion",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     uri = args.tracking_uri or settings.tracking_uri()
+    if args.promote:
+        promoted, why = promote_if_not_worse(uri, str(args.promote))
+        print(why)
+        return 0 if promoted else 1
     listing = ModelService(None, uri).list_registered()
     if listing.error:
         print(listing.error)
