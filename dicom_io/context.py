@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from importlib import metadata
 from pydicom.dataset import Dataset
 from pydicom.valuerep import DSfloat
 
+from dicom_io.sanitise import repaired_age
 from inference import MODEL_NAME
 
 DISCLAIMER = "RESEARCH USE - NOT FOR DIAGNOSIS"  # ASCII: DICOM text in the default repertoire
@@ -87,10 +87,11 @@ def mark_research(ds: Dataset, ctx: ResultContext, derivation: str) -> None:
 def finish_object(ds: Dataset, source: Dataset) -> Dataset:
     """Series-level attributes from the source plus VR clean-up inherited from it.
 
-    BodyPartExamined is copied (brain is unpaired, so Laterality is not needed); without it
-    Laterality is sent empty, i.e. unknown (General Series Module, PS3.3 C.7.3.1, Type 2C).
-    Source values that break their VR (DS longer than 16 characters, AS not nnnD/W/M/Y) are
-    reformatted or dropped so our objects stay valid even when the source is not.
+    ``source`` is the sanitised copy of the source header (dicom_io.sanitise), so the values
+    copied here are valid. BodyPartExamined is copied (brain is unpaired, so Laterality is not
+    needed); without it Laterality is sent empty, i.e. unknown (General Series Module, PS3.3
+    C.7.3.1, Type 2C). Values that still break their VR (DS longer than 16 characters, AS not
+    nnnD/W/M/Y) are reformatted or dropped so our objects stay valid.
     """
     for kw in ("BodyPartExamined", "Laterality"):
         if source.get(kw):
@@ -109,11 +110,12 @@ def fix_value_representations(ds: Dataset) -> None:
                 fixed = [DSfloat(float(v), auto_format=True) for v in values]
                 elem.value = fixed if elem.VM > 1 else fixed[0]
     age = str(ds.get("PatientAge", "") or "")
-    if age and not re.fullmatch(r"\d{3}[DWMY]", age):
-        if age.isdigit() and int(age) < 1000:
-            ds.PatientAge = f"{int(age):03d}Y"
-        else:
+    if age:
+        valid_age = repaired_age(age)
+        if valid_age is None:
             del ds.PatientAge
+        elif valid_age != age:
+            ds.PatientAge = valid_age
 
 
 @contextmanager

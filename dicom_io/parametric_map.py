@@ -5,12 +5,15 @@ Plane Position functional groups (PS3.3 C.7.6.16.2.1-2.3) repeat the source slic
 By default the map is stored as unsigned 16-bit integers with a Real World Value Mapping
 (PS3.3 C.7.6.16.2.11) of slope 1/65535, so stored 0..65535 means 0..1: Orthanc's web viewer
 cannot display float-pixel maps. ``float_pixels=True`` writes 32-bit float pixels instead.
+Patient, study, equipment and frame-of-reference attributes come from the first source header
+as checked by dicom_io.sanitise (invalid values dropped or emptied, warnings to the caller).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -26,6 +29,7 @@ from dicom_io.context import (
     quiet_person_names,
     source_series_number,
 )
+from dicom_io.sanitise import record, sanitise_source
 from dicom_io.series import Series
 from dicom_io.uids import instance_uid, series_uid
 from inference.errors import InputError
@@ -49,45 +53,23 @@ def build_parametric_map(
     heatmaps: NDArray[np.float32],
     ctx: ResultContext,
     options: MapOptions | None = None,
+    source_warnings: list[str] | None = None,
 ) -> Dataset:
-    """A Parametric Map with heatmaps[i] (values in [0, 1]) on the grid of series.slices[i]."""
+    """A Parametric Map with heatmaps[i] (values in [0, 1]) on the grid of series.slices[i].
+
+    Invalid source values found on the way are added to ``source_warnings`` (once each).
+    """
     o = options or MapOptions()
     maps = _check_maps(series, heatmaps)
+    sources = _source_datasets(series)
+    src = sanitise_source(sources[0])
+    record(src.warnings, source_warnings, "PM")
     kind = f"pm-{o.method}" + ("-float" if o.float_pixels else "")
-    if o.float_pixels:
-        pixels: NDArray[np.generic] = maps.astype(np.float32)
-        rwvm = hd.pm.RealWorldValueMapping(
-            lut_label=o.method[:16],
-            lut_explanation=f"{o.method_label} relevance 0-1"[:64],
-            unit=NO_UNITS,
-            value_range=(0.0, 1.0),
-            slope=1.0,
-            intercept=0.0,
-        )
-        window = (0.5, 1.0)
-    else:
-        pixels = np.round(maps * UINT16_MAX).astype(np.uint16)
-        rwvm = hd.pm.RealWorldValueMapping(
-            lut_label=o.method[:16],
-            lut_explanation=f"{o.method_label} relevance 0-1 (stored x 65535)"[:64],
-            unit=NO_UNITS,
-            value_range=(0, UINT16_MAX),
-            slope=1.0 / UINT16_MAX,
-            intercept=0.0,
-        )
-        window = (UINT16_MAX / 2.0, float(UINT16_MAX))
-    first = series.slices[0]
-    measures = hd.PixelMeasuresSequence(
-        pixel_spacing=list(first.pixel_spacing),  # type: ignore[arg-type]
-        slice_thickness=first.slice_thickness or series.spacing_between_slices,
-        spacing_between_slices=series.spacing_between_slices,
-    )
-    orientation = hd.PlaneOrientationSequence("PATIENT", list(first.image_orientation))  # type: ignore[arg-type]
-    positions = [hd.PlanePositionSequence("PATIENT", list(s.image_position)) for s in series.slices]  # type: ignore[arg-type]
+    pixels, rwvm, window = _stored_values(maps, o)
     number = o.series_number or ctx.series_number("pm", source_series_number(series.header))
     with quiet_person_names():
         pm = hd.pm.ParametricMap(
-            source_images=_source_datasets(series),
+            source_images=[src.dataset, *sources[1:]],
             pixel_array=pixels,
             series_instance_uid=series_uid(series.series_instance_uid, ctx.model_version, kind),
             series_number=number,
@@ -105,15 +87,14 @@ def build_parametric_map(
             content_label="HEATMAP",
             content_description=f"{o.method_label} {ctx.model_version} {DISCLAIMER}"[:64],
             content_creator_name="brainxai^",
-            pixel_measures=measures,
-            plane_orientation=orientation,
-            plane_positions=positions,
+            **_geometry(series),
             content_qualification="RESEARCH",
             image_flavor="VOLUME",
             derived_pixel_contrast="QUANTITY",
+            specific_character_set=src.specific_character_set,
         )
     pm.SeriesDescription = ctx.series_description(
-        f"{o.method_label} map", series.series_description
+        f"{o.method_label} map", src.text("SeriesDescription")
     )
     mark_research(
         pm,
@@ -121,9 +102,52 @@ def build_parametric_map(
         f"{o.method_label} relevance of {ctx.model_name} {ctx.model_version} on the source "
         "slices, 0 (none) to 1 (highest). Research use only, not for diagnosis.",
     )
-    finish_object(pm, series.header)
+    finish_object(pm, src.dataset)
     log.info("built parametric map (%s) for series %s", kind, series.series_instance_uid)
     return pm
+
+
+def _stored_values(
+    maps: NDArray[np.float32], o: MapOptions
+) -> tuple[NDArray[np.generic], hd.pm.RealWorldValueMapping, tuple[float, float]]:
+    """Stored pixels, their real world value mapping to 0..1 and the display window."""
+    if o.float_pixels:
+        rwvm = hd.pm.RealWorldValueMapping(
+            lut_label=o.method[:16],
+            lut_explanation=f"{o.method_label} relevance 0-1"[:64],
+            unit=NO_UNITS,
+            value_range=(0.0, 1.0),
+            slope=1.0,
+            intercept=0.0,
+        )
+        return maps.astype(np.float32), rwvm, (0.5, 1.0)
+    rwvm = hd.pm.RealWorldValueMapping(
+        lut_label=o.method[:16],
+        lut_explanation=f"{o.method_label} relevance 0-1 (stored x 65535)"[:64],
+        unit=NO_UNITS,
+        value_range=(0, UINT16_MAX),
+        slope=1.0 / UINT16_MAX,
+        intercept=0.0,
+    )
+    pixels = np.round(maps * UINT16_MAX).astype(np.uint16)
+    return pixels, rwvm, (UINT16_MAX / 2.0, float(UINT16_MAX))
+
+
+def _geometry(series: Series) -> dict[str, Any]:
+    """Pixel measures, plane orientation and plane positions of the source slices."""
+    first = series.slices[0]
+    measures = hd.PixelMeasuresSequence(
+        pixel_spacing=list(first.pixel_spacing),  # type: ignore[arg-type]
+        slice_thickness=first.slice_thickness or series.spacing_between_slices,
+        spacing_between_slices=series.spacing_between_slices,
+    )
+    orientation = hd.PlaneOrientationSequence("PATIENT", list(first.image_orientation))  # type: ignore[arg-type]
+    positions = [hd.PlanePositionSequence("PATIENT", list(s.image_position)) for s in series.slices]  # type: ignore[arg-type]
+    return {
+        "pixel_measures": measures,
+        "plane_orientation": orientation,
+        "plane_positions": positions,
+    }
 
 
 def _check_maps(series: Series, heatmaps: NDArray[np.float32]) -> NDArray[np.float32]:

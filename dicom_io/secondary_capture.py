@@ -3,7 +3,9 @@
 Secondary Capture Image IOD (PS3.3 A.8.1) built with highdicom. Each image references its
 source slice in SourceImageSequence (PS3.3 C.7.6.1, General Image Module) and carries
 BurnedInAnnotation YES because the model, its version, the class and the research-use
-statement are drawn into the pixels.
+statement are drawn into the pixels. Patient, study and equipment attributes come from the
+slice's header as checked by dicom_io.sanitise: invalid values are dropped or emptied, and
+the warnings (attribute and rule, never the value) go to the caller's ``source_warnings``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from dicom_io.context import (
     finish_object,
     mark_research,
     quiet_person_names,
+    source_series_number,
 )
+from dicom_io.sanitise import SanitisedSource, record, sanitise_source
 from dicom_io.series import Orientation, Series, Slice
 from dicom_io.uids import derived_uid, series_uid
 from explain.rendering import add_text
@@ -66,6 +70,7 @@ def build_overlays(
     burn_in_text: bool = True,
     method: str = "",
     heatmap_label: str = "Grad-CAM",
+    source_warnings: list[str] | None = None,
 ) -> list[Dataset]:
     """One SC image per selected slice of ``series`` (indices into ``series.slices``).
 
@@ -74,7 +79,8 @@ def build_overlays(
     drawn in; pass False only if the caller already drew them. A non-empty ``method`` (e.g.
     "saliency") makes a separate series with its own UIDs, for a second explanation method;
     ``heatmap_label`` names the method whose heatmap the overlays show (recorded in the
-    objects' Derivation Description).
+    objects' Derivation Description). Invalid source values found on the way are added to
+    ``source_warnings`` (once each).
     """
     if len(slice_indices) != len(rgb_images):
         raise InputError(f"{len(slice_indices)} slice indices but {len(rgb_images)} images")
@@ -82,7 +88,9 @@ def build_overlays(
         raise InputError(f"{len(captions)} captions for {len(rgb_images)} images")
     kind = f"{OBJECT_TYPE}-{method}" if method else OBJECT_TYPE
     uid = series_uid(series.series_instance_uid, ctx.model_version, kind)
-    number = ctx.series_number(OBJECT_TYPE, _series_number(series))
+    number = ctx.series_number(OBJECT_TYPE, source_series_number(series.header))
+    warnings = source_warnings if source_warnings is not None else []
+    sources: dict[int, SanitisedSource] = {}  # frames of one instance share its header
     out = []
     for i, (idx, rgb) in enumerate(zip(slice_indices, rgb_images, strict=True)):
         if not 0 <= idx < len(series):
@@ -90,15 +98,14 @@ def build_overlays(
         image = _check_rgb(rgb)
         if burn_in_text:
             image = burn_in(image, ctx, captions[i] if captions else "")
+        sl = series.slices[idx]
+        src = sources.get(id(sl.dataset)) or sanitise_source(sl.dataset)
+        sources[id(sl.dataset)] = src
+        record(src.warnings, warnings, "SC")
         target = (kind, uid, number, heatmap_label)
-        out.append(_one(series, series.slices[idx], image, ctx, target, i + 1))
+        out.append(_one(sl, src, image, ctx, target, i + 1))
     log.info("built %d SC overlays for series %s", len(out), series.series_instance_uid)
     return out
-
-
-def _series_number(series: Series) -> int | None:
-    value = series.header.get("SeriesNumber")
-    return int(value) if value not in (None, "") else None
 
 
 def _check_rgb(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -109,8 +116,8 @@ def _check_rgb(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 
 def _one(
-    series: Series,
     sl: Slice,
+    src: SanitisedSource,
     rgb: NDArray[np.uint8],
     ctx: ResultContext,
     target: tuple[str, str, int, str],
@@ -121,7 +128,7 @@ def _one(
     sop_uid = derived_uid(sl.sop_instance_uid, ctx.model_version, kind, sl.frame_number)
     with quiet_person_names():
         sc = hd.sc.SCImage.from_ref_dataset(
-            ref_dataset=sl.dataset,
+            ref_dataset=src.dataset,
             pixel_array=rgb,
             photometric_interpretation="RGB",
             bits_allocated=8,
@@ -134,9 +141,10 @@ def _one(
             pixel_spacing=sl.pixel_spacing if same_grid else None,  # type: ignore[arg-type]
             patient_orientation=patient_orientation(sl.image_orientation) or ("L", "P"),
             transfer_syntax_uid="1.2.840.10008.1.2.1",
+            specific_character_set=src.specific_character_set,
         )
     what = f"{kind.removeprefix('sc-')} overlay" if kind != OBJECT_TYPE else "overlay"
-    sc.SeriesDescription = ctx.series_description(what, series.series_description)
+    sc.SeriesDescription = ctx.series_description(what, src.text("SeriesDescription"))
     sc.ImageType = ["DERIVED", "SECONDARY", "OVERLAY"]
     sc.BurnedInAnnotation = "YES"
     sc.RecognizableVisualFeatures = "NO"
@@ -156,4 +164,4 @@ def _one(
     sc.SourceImageSequence = [ref]
     if sl.position_mm is not None:
         sc.ImageComments = f"{ctx.statement} Source slice at {sl.position_mm:.1f} mm."
-    return finish_object(sc, sl.dataset)
+    return finish_object(sc, src.dataset)

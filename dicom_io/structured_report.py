@@ -20,6 +20,10 @@ Content tree (all items CONTAINS children of their container; codes in dicom_io/
 
 A free Comprehensive SR rather than TID 1500 because "indeterminate" with its reason, the
 skipped series and the disclaimer have no place in TID 1500's measurement groups.
+
+Patient and study attributes come from the first evidence header as checked by
+dicom_io.sanitise (invalid values dropped or emptied, warnings to the caller); a source
+series description that breaks its VR is reported as "-".
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from dicom_io.context import (
     mark_research,
     quiet_person_names,
 )
+from dicom_io.sanitise import record, sanitise_source, valid_text
 from dicom_io.series import Series
 from dicom_io.uids import instance_uid, series_uid
 from inference.aggregation import SeriesDecision
@@ -116,7 +121,7 @@ def _series_item(
             value=series.series_instance_uid,
             relationship_type=Rel.CONTAINS,
         ),
-        _text(codes.SERIES_DESCRIPTION, series.series_description or "-"),
+        _text(codes.SERIES_DESCRIPTION, _description(series)),
         _code(codes.FINDING, codes.class_code(decision.label)),
         _text(codes.REASON, decision.reason),
         *_probabilities(decision.probabilities),
@@ -139,6 +144,11 @@ def _series_item(
     return _container(codes.SERIES_RESULT, items)
 
 
+def _description(series: Series) -> str:
+    text = series.series_description
+    return text if text and valid_text(text) else "-"
+
+
 def _skipped_item(skipped: SkippedSeries) -> hd.sr.ContainerContentItem:
     uid = hd.sr.UIDRefContentItem(
         name=codes.SERIES_INSTANCE_UID,
@@ -157,8 +167,12 @@ def build_report(
     metrics: Metrics,
     ctx: ResultContext,
     skipped: Sequence[SkippedSeries] = (),
+    source_warnings: list[str] | None = None,
 ) -> Dataset:
-    """A Comprehensive SR of one study's result; decisions[i] belongs to series_list[i]."""
+    """A Comprehensive SR of one study's result; decisions[i] belongs to series_list[i].
+
+    Invalid source values found on the way are added to ``source_warnings`` (once each).
+    """
     if not series_list or len(series_list) != len(decisions):
         raise InputError(f"{len(series_list)} series but {len(decisions)} decisions")
     studies = {s.study_instance_uid for s in series_list}
@@ -173,21 +187,14 @@ def build_report(
             *_probabilities(study_probs),
         ],
     )
-    items: list[Dataset] = [
-        _text(codes.COMMENT, ctx.statement),
-        _text(codes.ALGORITHM_NAME, ctx.algorithm_name),
-        _text(codes.ALGORITHM_VERSION, ctx.model_version),
-        _text(codes.MODEL_NAME, ctx.model_name),
-        study,
-    ]
-    for s, d in zip(series_list, decisions, strict=True):
-        items.append(_series_item(s, d, metrics.get(s.series_instance_uid, {})))
-    items.extend(_skipped_item(s) for s in skipped)
-    root = _container(codes.REPORT_TITLE, items, root=True)
+    root = _root(series_list, decisions, study, metrics, ctx, skipped)
     evidence = _evidence(series_list, decisions)
+    texts = [study_reason, *(_description(s) for s in series_list), *(k.reason for k in skipped)]
+    src = sanitise_source(evidence[0], texts + [d.reason for d in decisions])
+    record(src.warnings, source_warnings, "SR")
     with quiet_person_names():
         sr = hd.sr.ComprehensiveSR(
-            evidence=evidence,
+            evidence=[src.dataset, *evidence[1:]],
             content=root,
             series_instance_uid=series_uid(study_uid, ctx.model_version, OBJECT_TYPE),
             series_number=ctx.series_number(OBJECT_TYPE, None),
@@ -198,6 +205,7 @@ def build_report(
             is_complete=True,
             is_final=False,
             is_verified=False,
+            specific_character_set=src.specific_character_set,
         )
     sr.SeriesDescription = ctx.series_description("report", "")
     sr.CodingSchemeIdentificationSequence = [codes.scheme_identification()]
@@ -210,6 +218,28 @@ def build_report(
     fix_value_representations(sr)
     log.info("built SR for study %s with %d series", study_uid, len(series_list))
     return sr
+
+
+def _root(
+    series_list: Sequence[Series],
+    decisions: Sequence[SeriesDecision],
+    study: hd.sr.ContainerContentItem,
+    metrics: Metrics,
+    ctx: ResultContext,
+    skipped: Sequence[SkippedSeries],
+) -> hd.sr.ContainerContentItem:
+    """The report's root container: statement, algorithm, study, series and skipped series."""
+    items: list[Dataset] = [
+        _text(codes.COMMENT, ctx.statement),
+        _text(codes.ALGORITHM_NAME, ctx.algorithm_name),
+        _text(codes.ALGORITHM_VERSION, ctx.model_version),
+        _text(codes.MODEL_NAME, ctx.model_name),
+        study,
+    ]
+    for s, d in zip(series_list, decisions, strict=True):
+        items.append(_series_item(s, d, metrics.get(s.series_instance_uid, {})))
+    items.extend(_skipped_item(s) for s in skipped)
+    return _container(codes.REPORT_TITLE, items, root=True)
 
 
 def _evidence(series_list: Sequence[Series], decisions: Sequence[SeriesDecision]) -> list[Dataset]:

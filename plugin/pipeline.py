@@ -489,17 +489,25 @@ def analyze_paths(
     out_dir: Path,
     opts: PipelineOptions | None = None,
     progress: Progress | None = None,
+    isolate_studies: bool = False,
 ) -> dict[str, Any]:
     """Read DICOM files/folders, analyse every study, return the JSON-ready summary.
 
-    A study that fails is in the summary with its one-line ``error``; the others go on.
+    With ``isolate_studies`` (``brainxai analyze``) a study that fails is in the summary with
+    its one-line ``error`` and the others go on; without it (the service: one job, one study)
+    the failure is raised, so the job fails with it.
     """
     o = opts or PipelineOptions()
     read: ReadResult = read_paths(list(paths))
     by_study: dict[str, list[Series]] = {}
     for s in read.series:
         by_study.setdefault(s.study_instance_uid, []).append(s)
-    studies = [_study_or_error(series, clf, out_dir, o, progress) for series in by_study.values()]
+    studies = [
+        _study_or_error(series, clf, out_dir, o, progress)
+        if isolate_studies
+        else study_summary(analyze_study(series, clf, out_dir, o, progress), clf)
+        for series in by_study.values()
+    ]
     return {
         "studies": studies,
         "rejected": [{"path": r.path, "reason": r.reason} for r in read.rejected],

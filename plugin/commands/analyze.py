@@ -1,10 +1,21 @@
-"""brainxai analyze: the whole pipeline on DICOM files or folders, offline."""
+"""brainxai analyze: the whole pipeline on DICOM files or folders, offline.
+
+Every study is analysed even when another fails. ``summary.json`` holds each study's result,
+or its one-line ``error``; ``errors`` lists result objects (SC, PM, SR) that could not be
+written and ``warnings`` the invalid source values our objects dropped or emptied (attribute
+and rule, never the value). An input path from which no image could be read is listed under
+``failed_inputs``. The exit status is 1 if a study failed, an object was not written or an
+input was unreadable, else 0.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -35,17 +46,68 @@ def run(args: argparse.Namespace) -> int:
         float_maps=args.float_maps,
     )
     bar = tqdm(desc="series", unit="series")
-    summary = analyze_paths(args.paths, clf, args.out, opts, progress=lambda _uid: bar.update())
+    summary = analyze_paths(
+        args.paths, clf, args.out, opts, lambda _uid: bar.update(), isolate_studies=True
+    )
     bar.close()
+    summary["failed_inputs"] = unreadable_inputs(args.paths, summary["rejected"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    failed = report(summary)
+    print(f"research use only, not for diagnosis; outputs in {args.out}")
+    if failed:
+        print(f"brainxai: {failed} failure(s); see {args.out / 'summary.json'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def report(summary: dict[str, Any]) -> int:
+    """Print every study, series, warning and failure; return the number of failures."""
+    failures = 0
     for st in summary["studies"]:
         pred = st["prediction"]
         print(f"study {st['study_instance_uid']}: {pred['class']} ({pred['reason']})")
         for se in st["series"]:
             label = se.get("prediction", {}).get("class", "-")
             print(f"  series {se['series_instance_uid']}: {label}  [{se['reason']}]")
+        for warning in st.get("warnings", []):
+            print(f"  warning: {warning}")
+        for error in st.get("errors", []):
+            print(f"  error: {error}")
+        failures += len(st.get("errors", []))
     for r in summary["rejected"]:
         print(f"  rejected {r['path']}: {r['reason']}")
-    print(f"research use only, not for diagnosis; outputs in {args.out}")
-    return 0
+    for f in summary["failed_inputs"]:
+        print(f"input {f['input']}: {f['error']}")
+    return failures + len(summary["failed_inputs"])
+
+
+def unreadable_inputs(
+    paths: Sequence[Path], rejected: Sequence[dict[str, str]]
+) -> list[dict[str, str]]:
+    """The inputs from which no file could be read (missing, empty or every file refused)."""
+    refused = {r["path"] for r in rejected}
+    out = []
+    for path in paths:
+        files = _visible_files(path)
+        if not files:
+            error = "no such file or folder" if not path.exists() else "no files"
+        elif all(str(f) in refused for f in files):
+            error = f"no readable DICOM image ({len(files)} file(s) refused)"
+        else:
+            continue
+        out.append({"input": str(path), "error": error})
+    return out
+
+
+def _visible_files(path: Path) -> list[Path]:
+    """The files the reader looks at: the file itself, or a folder's non-hidden files."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    return [
+        f
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and not any(p.startswith(".") for p in f.relative_to(path).parts)
+    ]
