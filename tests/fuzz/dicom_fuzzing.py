@@ -1061,6 +1061,16 @@ def empty_affected_uid(case: Case | SeriesCase) -> bool:
     )
 
 
+def sequence_for_a_value(case: Case | SeriesCase) -> bool:
+    """A sequence (VR SQ) where the dictionary says a value, e.g. PatientName as SQ."""
+    for m in _all_mutations(case):
+        if isinstance(m, SetValue) and m.vr == "SQ" and _vr_of(m.keyword) != "SQ":
+            return True
+        if isinstance(m, SetSequence) and _vr_of(m.keyword) != "SQ":
+            return True
+    return False
+
+
 def reader_known_bug(case: Case | SeriesCase) -> bool:
     return wrong_length_binary(case) or deflate_mismatch(case)
 

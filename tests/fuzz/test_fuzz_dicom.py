@@ -20,7 +20,8 @@ CI budget: small and derandomized (reproducible); ``BRAINXAI_FUZZ_SCALE=10`` mul
 it. bench/bench_fuzz.py runs the same targets for 10,000+ cases and lists every failure.
 
 Known failures found by the fuzzer and not fixed yet are left out of the broad tests
-(dicom_fuzzing.reader_known_bug, empty_affected_uid, the writers' attribute lists) and
+(dicom_fuzzing.reader_known_bug, sequence_for_a_value, empty_affected_uid, the writers'
+attribute lists) and
 covered by the narrowly scoped tests marked ``xfail(strict=False)`` below, each with its
 minimal reproducer as an explicit example.
 """
@@ -97,6 +98,7 @@ PGBM = fz.pgbm_seeds()[:3] if fz.shared_data_available() else ["-"]
 TS = fz.ts_seeds() if fz.shared_data_available() else ["-"]
 ANY = fz.mutations(fz.ALL_ATTRIBUTES)
 SLICE_0 = "pgbm-001-t1post/1-01.dcm"
+WRONG_VR_TEXT = ("SeriesDescription", "SoftwareVersions", "SpecificCharacterSet")
 
 
 def every_slice(*muts: fz.Mutation) -> fz.SeriesCase:
@@ -128,12 +130,18 @@ def test_reader_refuses_or_reads_mutated_mr_slices(case: fz.Case, rules: Any) ->
 @pytest.mark.xfail(
     strict=False,
     reason="fuzz finding: pydicom's BytesLengthException (a US/UL/FD/... value whose length "
-    "is not a multiple of its size, e.g. Rows of 3 bytes) escapes read_bytes/read_paths: it is "
-    "not in dicom_io.reader.DECODE_ERRORS",
+    "is not a multiple of its size: Rows of 3 bytes, or SeriesDescription sent as VR UL) escapes "
+    "read_bytes/read_paths (not in dicom_io.reader.DECODE_ERRORS) and select_series "
+    "(header_text)",
 )
 @known_failure()
-@given(case=fz.cases(PGBM, fz.set_values(fz.PIXEL_MODULE[:6])).filter(fz.wrong_length_binary))
+@given(
+    case=fz.cases(PGBM, fz.set_values(fz.PIXEL_MODULE[:6] + WRONG_VR_TEXT)).filter(
+        fz.wrong_length_binary
+    )
+)
 @example(case=fz.Case(SLICE_0, (fz.SetValue("BitsAllocated", b" "),)))
+@example(case=fz.Case(SLICE_0, (fz.SetValue("SeriesDescription", b"M", "UL"),)))
 def test_reader_refuses_binary_values_of_a_wrong_length(case: fz.Case, rules: Any) -> None:
     fz.run_reader(case, rules)
 
@@ -153,7 +161,7 @@ def test_reader_refuses_a_false_deflated_transfer_syntax(seed: str, rules: Any) 
 # --------------------------------------------------------------------------- (b) selection
 
 
-@budget(20)
+@budget(15)
 @given(case=fz.series_cases(ANY).filter(lambda c: not fz.reader_known_bug(c)))
 @example(case=every_slice(fz.SetValue("Modality", b"")))
 @example(case=every_slice(fz.Delete("ImageOrientationPatient")))
@@ -167,8 +175,12 @@ def test_selection_gives_a_reason_for_every_mutated_series(case: fz.SeriesCase, 
 WRITER_VALUES = fz.mutations(fz.WRITER_ATTRIBUTES, structural=False, deletions=False)
 
 
-@budget(8, shrink=False)
-@given(case=fz.series_cases(WRITER_VALUES).filter(lambda c: not fz.reader_known_bug(c)))
+@budget(6, shrink=False)
+@given(
+    case=fz.series_cases(WRITER_VALUES).filter(
+        lambda c: not (fz.reader_known_bug(c) or fz.sequence_for_a_value(c))
+    )
+)
 @example(case=every_slice(fz.SetValue("PatientName", "M\u00fcller^J\u00fcrgen".encode())))
 @example(case=every_slice(fz.SetValue("SeriesDescription", b"A" * 70)))
 def test_writers_cope_with_mutated_header_values(case: fz.SeriesCase, rules: Any) -> None:
@@ -228,6 +240,22 @@ def test_writers_cope_with_invalid_source_geometry(case: fz.SeriesCase, rules: A
 )
 @example(case=every_slice(fz.SetValue("OtherPatientIDsSequence", b"3")))
 def test_writers_cope_with_damaged_source_sequences(case: fz.SeriesCase, rules: Any) -> None:
+    fz.run_writers(case, rules)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="fuzz finding: a source whose PatientName is encoded as a sequence (VR SQ) makes "
+    "highdicom raise TypeError 'Invalid type for a person name' in the SC and PM builders",
+)
+@known_failure()
+@given(
+    case=fz.series_cases(
+        st.builds(fz.SetSequence, st.sampled_from(("PatientName",)), fz.seq_specs(0))
+    )
+)
+@example(case=every_slice(fz.SetSequence("PatientName", fz.SeqSpec((fz.ItemSpec(),)))))
+def test_writers_cope_with_a_sequence_as_patient_name(case: fz.SeriesCase, rules: Any) -> None:
     fz.run_writers(case, rules)
 
 
