@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import pydicom
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.uid import UID
@@ -47,6 +48,8 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,
     OverflowError,
     struct.error,
+    BytesLengthException,  # a binary VR whose value length is not a multiple of its size
+    zlib.error,  # file meta says deflated, the data set is not
 )
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -110,6 +113,7 @@ def _read_one(
 ) -> None:
     try:
         ds = _parse(fp)
+        _materialise(ds)
         out.extend(decode_instance(ds, opts))
     except Refused as exc:
         rejected.append(Rejected(name, str(exc)))
@@ -118,6 +122,19 @@ def _read_one(
         reason = f"malformed or truncated DICOM ({type(exc).__name__}: {exc})"
         rejected.append(Rejected(name, reason[:300]))
         log.info("refused %s: %s", name, reason[:300])
+
+
+def _materialise(ds: Dataset) -> None:
+    """Convert every raw element now (pydicom converts lazily), pixel data aside.
+
+    A value that cannot be converted (a binary VR of the wrong length, a damaged sequence)
+    then refuses this file here, with a reason, instead of failing later in selection,
+    geometry or the writers, far from the file it came from.
+    """
+    for elem in ds.iterall():
+        if elem.keyword in PIXEL_KEYWORDS:
+            continue
+        _ = elem.value
 
 
 def _parse(fp: BinaryIO) -> Dataset:
