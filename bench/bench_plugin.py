@@ -259,9 +259,13 @@ def _processor(settings: Settings) -> Any:
 
 
 def _delivered_after(store: JobStore, t: float) -> Any:
+    """The job delivered after ``t``; raises if one ended failed or no_result (final states:
+    waiting longer would only reach the timeout)."""
     for job in store.list_jobs(5):
         if job.state == JobState.FAILED and job.updated_at > t:
             raise RuntimeError(f"job failed: {job.error}")
+        if job.state == JobState.NO_RESULT and job.updated_at > t:
+            raise RuntimeError(f"job ended without a result: {job.error}")
         if job.state == JobState.DELIVERED and (job.delivered_at or 0) > t:
             return job
     return None

@@ -10,17 +10,31 @@
 --     re-trigger the analysis). A series that gained instances is routed again, whole.
 --
 -- Lua's SendToModality does not accept study IDs in Orthanc 1.10, so the script posts the
--- series IDs to /modalities/<name>/store. The store is synchronous; a series is marked as
--- routed (user metadata "BrainxaiRouted" = instance count) only once the store succeeded.
+-- series IDs to /modalities/<name>/store as an asynchronous Orthanc job. A series is marked
+-- as routed (user metadata "BrainxaiRouted" = instance count) only when that job succeeded
+-- (OnJobSuccess). A job that failed (brainxai down, or an instance refused with 0xA700
+-- "out of resources" because brainxai could not record it yet) is re-submitted
+-- (POST /jobs/<id>/resubmit) after a delay, RETRY_DELAYS[k] seconds before the k-th retry;
+-- after the last one the failure is printed and the series stay unmarked (send them
+-- manually, or they go with the study's next routing).
+--
+-- Orthanc 1.10 has no timer for Lua (OnHeartBeat needs 1.11.1+), so the delay is a sleep
+-- in OnJobFailure: it holds Orthanc's Lua thread (other Lua events wait, DICOM and REST do
+-- not), which is why the delays are short. The jobs being retried are known to this Lua
+-- context only: after a restart of Orthanc a failed store is not retried.
 
 local TARGET = 'brainxai'        -- the entry in DicomModalities
 local MARK = 'BrainxaiRouted'    -- declared in "UserMetadata"
+local RETRY_DELAYS = { 2, 5, 10, 20 }  -- seconds before each re-submission of a failed store
 local MR_STORAGE = {
   ['1.2.840.10008.5.1.4.1.1.4'] = true,    -- MR Image Storage
   ['1.2.840.10008.5.1.4.1.1.4.1'] = true,  -- Enhanced MR Image Storage
   ['1.2.840.10008.5.1.4.1.1.4.3'] = true,  -- Enhanced MR Color Image Storage
   ['1.2.840.10008.5.1.4.1.1.4.4'] = true,  -- Legacy Converted Enhanced MR Image Storage
 }
+
+-- Store jobs of ours not yet finished: job ID -> { study, counts (series ID -> n), retries }
+local pending = {}
 
 local function HasMetadata(level, id, name)
   local names = ParseJson(RestApiGet('/' .. level .. '/' .. id .. '/metadata'))
@@ -55,6 +69,10 @@ local function IsOriginalMr(series)
   return MR_STORAGE[RestApiGet('/instances/' .. first .. '/metadata/SopClassUid')] == true
 end
 
+local function Sleep(seconds)
+  os.execute('sleep ' .. tonumber(seconds))
+end
+
 function OnStableStudy(studyId, tags, metadata)
   local toSend = {}
   local counts = {}
@@ -68,14 +86,49 @@ function OnStableStudy(studyId, tags, metadata)
   if #toSend == 0 then
     return
   end
-  local body = DumpJson({ Resources = toSend, Synchronous = true }, true)
+  local body = DumpJson({ Resources = toSend, Synchronous = false }, true)
   local answer = RestApiPost('/modalities/' .. TARGET .. '/store', body)
   if answer == nil then
     print('brainxai routing: store of study ' .. studyId .. ' to ' .. TARGET .. ' failed')
     return
   end
-  for id, n in pairs(counts) do
+  local jobId = ParseJson(answer)['ID']
+  pending[jobId] = { study = studyId, counts = counts, retries = 0 }
+  print('brainxai routing: sending ' .. #toSend .. ' series of study ' .. studyId .. ' to '
+        .. TARGET .. ' (job ' .. jobId .. ')')
+end
+
+function OnJobSuccess(jobId)
+  local job = pending[jobId]
+  if job == nil then
+    return
+  end
+  pending[jobId] = nil
+  for id, n in pairs(job.counts) do
     RestApiPut('/series/' .. id .. '/metadata/' .. MARK, tostring(n))
   end
-  print('brainxai routing: sent ' .. #toSend .. ' series of study ' .. studyId .. ' to ' .. TARGET)
+  print('brainxai routing: sent the series of study ' .. job.study .. ' to ' .. TARGET)
+end
+
+function OnJobFailure(jobId)
+  local job = pending[jobId]
+  if job == nil then
+    return
+  end
+  job.retries = job.retries + 1
+  local delay = RETRY_DELAYS[job.retries]
+  if delay == nil then
+    pending[jobId] = nil
+    print('brainxai routing: store of study ' .. job.study .. ' to ' .. TARGET .. ' failed '
+          .. (job.retries - 1) .. ' retries: given up (job ' .. jobId .. ')')
+    return
+  end
+  print('brainxai routing: store of study ' .. job.study .. ' to ' .. TARGET .. ' failed; retry '
+        .. job.retries .. ' in ' .. delay .. ' s (job ' .. jobId .. ')')
+  Sleep(delay)
+  if RestApiPost('/jobs/' .. jobId .. '/resubmit', '{}') == nil then
+    pending[jobId] = nil
+    print('brainxai routing: store of study ' .. job.study .. ' to ' .. TARGET
+          .. ' could not be re-submitted (job ' .. jobId .. ')')
+  end
 end

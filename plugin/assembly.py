@@ -13,22 +13,40 @@ retries it; the next instance of the study tries again. A "ready" mark the store
 when an association closes is kept and retried (``flush_pending``, from the worker loop).
 At start-up, ``adopt_orphans`` gives a job to received files that have none (for example
 files acknowledged by an older version, or a job store restored from a backup).
+
+A study is the union of its series. A modality, or Orthanc's routing, may send a study's
+series on separate associations minutes or hours apart, and each arrival re-triggers the
+study's job; its result (the SR's study finding, one per study) must be computed from every
+series received so far, never from the last association alone. The choice made here: keep
+the *inputs*, not per-series results. The received instances stay in ``incoming/`` until
+the job is delivered and the retention (``retention_hours``) has passed; the job store
+records which instances each analysis used (``Job.source_series``: SOP Instance UIDs per
+series). When a later series re-triggers a study whose earlier files the retention already
+removed, ``complete_study`` fetches the missing instances back from the PACS they were
+routed from (Orthanc's REST API: /tools/find, GET /instances/{id}/file) before the analysis
+runs, so the re-analysis sees the whole study and a late series never erases an earlier
+finding, while retention 0 h still leaves no patient data on disk between analyses.
+Instances the PACS no longer holds (deleted there) are left out, with a warning; when the
+PACS cannot be reached the job is put back and retried (see plugin.worker.Worker).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dicom_io.network import is_valid_uid
-from inference.errors import JobError
+from dicom_io.network import is_valid_uid, read_instance_ref
+from inference.errors import JobError, NetworkError
 from plugin import metrics
-from plugin.job_store import FINAL_STATES, JobStore
+from plugin.job_store import FINAL_STATES, Job, JobStore, private_dir
+from plugin.orthanc_client import OrthancClient, OrthancOptions
 
 log = logging.getLogger(__name__)
 
@@ -170,3 +188,85 @@ def adopt_orphans(
                     len(files))  # fmt: skip
         adopted += 1
     return adopted
+
+
+# ---- a study is the union of its series -----------------------------------------------------
+#: Fetch instances of one series from the PACS into a folder: (study UID, series UID, wanted
+#: SOP Instance UIDs, folder) -> the SOP Instance UIDs written. Raises NetworkError.
+Fetcher = Callable[[str, str, set[str], Path], set[str]]
+
+
+def received_series(folder: Path, known: dict[str, list[str]]) -> dict[str, list[str]]:
+    """SOP Instance UIDs per series of the instances in a study folder (files are named by
+    SOP Instance UID; headers are read only for instances ``known`` does not place)."""
+    series_of = {sop: series for series, sops in known.items() for sop in sops}
+    out: dict[str, list[str]] = {}
+    for path in sorted(folder.glob("*.dcm")) if folder.is_dir() else []:
+        series = series_of.get(path.stem)
+        if series is None:
+            try:
+                series = read_instance_ref(path).series_instance_uid
+            except Exception:  # noqa: BLE001 (not DICOM, truncated: the reader says why)
+                continue
+        out.setdefault(series, []).append(path.stem)
+    return out
+
+
+def complete_study(job: Job, incoming_dir: Path, fetch: Fetcher | None) -> dict[str, list[str]]:
+    """Make ``incoming/<study>`` hold every instance the study's earlier analyses used
+    (``job.source_series``), fetching the missing ones from the PACS; returns what the folder
+    now holds, per series (to record as the new ``source_series``). Raises NetworkError
+    when the PACS cannot be asked (the caller retries later)."""
+    folder = incoming_dir / job.study_instance_uid
+    local = {p.stem for p in folder.glob("*.dcm")} if folder.is_dir() else set()
+    for series_uid, sops in sorted(job.source_series.items()):
+        missing = set(sops) - local
+        if not missing:
+            continue
+        if fetch is None:
+            log.warning("study %s: %d earlier instance(s) of series %s are gone and no PACS "
+                        "is configured to restore them", job.study_instance_uid, len(missing),
+                        series_uid)  # fmt: skip
+            continue
+        try:
+            got = fetch(job.study_instance_uid, series_uid, missing, folder)
+        except NetworkError as exc:
+            raise NetworkError(f"earlier series not restored from the PACS: {exc}") from exc
+        log.info("study %s: %d earlier instance(s) of series %s restored from the PACS",
+                 job.study_instance_uid, len(got), series_uid)  # fmt: skip
+        if missing - got:
+            log.warning("study %s: %d earlier instance(s) of series %s are no longer in the "
+                        "PACS: analysed without them", job.study_instance_uid,
+                        len(missing - got), series_uid)  # fmt: skip
+    return received_series(folder, job.source_series)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a received instance 0600, atomically (temp file + rename), fsynced."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def orthanc_fetcher(options: OrthancOptions) -> Fetcher:
+    """A Fetcher that reads instances back from Orthanc's REST API."""
+
+    def fetch(study_uid: str, series_uid: str, wanted: set[str], folder: Path) -> set[str]:
+        got: set[str] = set()
+        with OrthancClient(options) as client:
+            found = client.find_instances(study_uid, series_uid)
+            for sop, instance_id in sorted(found):
+                if sop not in wanted or sop in got or not is_valid_uid(sop):
+                    continue
+                data = client.instance_file(instance_id)
+                private_dir(folder)
+                _write_private(folder / f"{sop}.dcm", data)
+                got.add(sop)
+        return got
+
+    return fetch

@@ -7,6 +7,17 @@ Exactly once: results carry deterministic UIDs and Orthanc runs with OverwriteIn
 true, so re-sending after a crash or a lost confirmation replaces the same instances rather
 than adding copies; confirmation also checks that no SOP Instance UID appears twice.
 
+Exactly one current set: a re-analysis (a later series, a series that grew, another model
+version) can produce fewer or other instances than the set already in the PACS (the SR is
+one per study and keeps its UID; SC overlays are one per eligible slice, so a grown series
+gives other SC instances; SC/PM UIDs are per source series). Before each send the job store
+records the instances being sent as *published* (they may be in the PACS from then on);
+once the new set is confirmed, every published instance not in it is deleted from Orthanc
+(REST: /tools/lookup by SOP Instance UID, then DELETE /instances/{id}), and only then is
+the job delivered, its published set narrowed to the current one. The new set is stored
+before the old one is removed, so the study never lacks a result; a removal that fails is
+retried with the delivery. Removal uses Orthanc's REST API whatever the delivery method.
+
 The delivery loop runs under plugin.worker.run_loop: a job-store error (the database locked
 by another process) is retried with backoff instead of ending the thread. A failed attempt
 that is scheduled again counts in ``brainxai_delivery_retries_total``.
@@ -89,6 +100,15 @@ def deliver(paths: list[Path], options: DeliveryOptions) -> int:
     return len(refs)
 
 
+def remove_superseded(sop_uids: set[str], options: DeliveryOptions) -> int:
+    """Delete from Orthanc the result instances a re-analysis superseded; returns how many
+    it held. Raises NetworkError (the delivery is retried)."""
+    if not sop_uids:
+        return 0
+    with OrthancClient(options.orthanc) as client:
+        return sum(client.delete_instance(uid) for uid in sorted(sop_uids))
+
+
 class Deliverer:
     """Delivers jobs in ``results_ready``, retrying with exponential backoff."""
 
@@ -109,17 +129,24 @@ class Deliverer:
         if job is None:
             return False
         started = time.perf_counter()
+        paths = [Path(p) for p in job.outputs]
         try:
-            count = deliver([Path(p) for p in job.outputs], self.options)
+            current = {read_instance_ref(p).sop_instance_uid for p in paths}
+            self.store.add_published(job, sorted(current))  # may be in the PACS from now on
+            count = deliver(paths, self.options)
+            removed = remove_superseded(set(job.published) - current, self.options)
         except BrainxaiError as exc:
             self._failed(job, exc)
             return True
         seconds = time.perf_counter() - started
         metrics.observe_stage("delivery", seconds)
-        if self.store.mark_delivered(job, seconds):
+        if self.store.mark_delivered(job, seconds, published=sorted(current)):
             log.info(
                 "job %s: %d instance(s) delivered and confirmed in %.2f s", job.id, count, seconds
             )
+            if removed:
+                log.info("job %s: %d superseded result instance(s) removed from the PACS",
+                         job.id, removed)  # fmt: skip
             self.on_delivered(job)
         return True
 

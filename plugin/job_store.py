@@ -11,6 +11,12 @@ summary); or failed (with a reason).
   the generation, so a worker that was processing the older generation cannot overwrite it.
 - ``recover()`` after a crash or kill -9 resumes every unfinished job: ``processing`` is
   re-run, ``results_ready`` is re-delivered at its stored ``next_attempt_at``.
+- A study is the union of its series: ``source_series`` records, per series, the SOP Instance
+  UIDs the last analysis used (every series received for the study so far), so that a later
+  series can be analysed together with earlier ones whose files the retention already
+  removed (plugin.assembly restores them from Orthanc). ``published`` lists the result
+  instances that may be in the PACS (added before each send, narrowed to the current set
+  once delivered), so delivery can remove the objects a re-analysis superseded.
 - Stored error texts are one line, without file paths or tracebacks (``one_line``); the
   full story is in the log. The database file is created 0600 in a 0700 folder (it names
   studies); another process holding the database longer than ``busy_timeout`` makes a call
@@ -28,7 +34,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -69,6 +75,8 @@ class Job:
     next_attempt_at: float | None = None
     delivered_at: float | None = None
     inputs_removed: bool = False
+    source_series: dict[str, list[str]] = field(default_factory=dict)  # series -> SOP UIDs
+    published: list[str] = field(default_factory=list)  # result SOP UIDs maybe in the PACS
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,10 +113,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     timings TEXT NOT NULL DEFAULT '{}',
     summary TEXT NOT NULL DEFAULT '{}',
-    outputs TEXT NOT NULL DEFAULT '[]'
+    outputs TEXT NOT NULL DEFAULT '[]',
+    source_series TEXT NOT NULL DEFAULT '{}',
+    published TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, ready_at, next_attempt_at);
 """
+# Columns added after the first release: (name, declaration) for ALTER TABLE on old stores.
+_ADDED_COLUMNS = (
+    ("source_series", "TEXT NOT NULL DEFAULT '{}'"),
+    ("published", "TEXT NOT NULL DEFAULT '[]'"),
+)
 
 
 def default_path(settings: Any) -> Path:
@@ -172,6 +187,8 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         next_attempt_at=row["next_attempt_at"],
         delivered_at=row["delivered_at"],
         inputs_removed=bool(row["inputs_removed"]),
+        source_series=json.loads(row["source_series"]),
+        published=json.loads(row["published"]),
     )
 
 
@@ -193,10 +210,18 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout * 1000))}")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
         for suffix in ("-wal", "-shm"):  # SQLite copies the database's mode; make sure
             side = self.path.with_name(self.path.name + suffix)
             if side.exists():
                 os.chmod(side, 0o600)
+
+    def _add_missing_columns(self) -> None:
+        """Bring a job store made by an earlier version up to the current columns."""
+        have = {str(r[1]) for r in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
+        for name, declaration in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
     def close(self) -> None:
         with self._lock:
@@ -345,14 +370,11 @@ class JobStore:
             if cur is None:
                 return None
             if cur.processing_attempts >= max_attempts:
+                last = f" (last: {cur.error})" if cur.error else ""
+                reason = one_line(f"processing did not finish after {max_attempts} attempts{last}")
                 db.execute(
                     "UPDATE jobs SET state=?, error=?, updated_at=? WHERE id=?",
-                    (
-                        JobState.FAILED,
-                        f"processing did not finish after {max_attempts} attempts",
-                        now,
-                        job.id,
-                    ),
+                    (JobState.FAILED, reason, now, job.id),
                 )
                 return None
             timings = self._merge_timings(db, job.id, processing_started_at=now)
@@ -388,14 +410,26 @@ class JobStore:
             )
             return True
 
-    def requeue(self, job: Job, ready_at: float) -> bool:
+    def requeue(self, job: Job, ready_at: float, error: str | None = None) -> bool:
         """processing -> received, ready at ``ready_at`` (this generation only): a step
-        around the processor failed; the attempt counts towards the processing limit."""
+        around the processor failed (``error`` says which); the attempt counts towards the
+        processing limit."""
         with self._tx() as db:
             n = db.execute(
-                "UPDATE jobs SET state=?, ready_at=?, updated_at=? WHERE id=? AND generation=? "
-                "AND state=?",
-                (JobState.RECEIVED, ready_at, time.time(), job.id, job.generation,
+                "UPDATE jobs SET state=?, ready_at=?, error=?, updated_at=? WHERE id=? "
+                "AND generation=? AND state=?",
+                (JobState.RECEIVED, ready_at, one_line(error) if error else None, time.time(),
+                 job.id, job.generation, JobState.PROCESSING),
+            ).rowcount  # fmt: skip
+        return n == 1
+
+    def record_series(self, job: Job, source_series: dict[str, list[str]]) -> bool:
+        """Record the series (SOP Instance UIDs per series) this processing analyses: every
+        series received for the study so far. False if re-triggered meanwhile."""
+        with self._tx() as db:
+            n = db.execute(
+                "UPDATE jobs SET source_series=? WHERE id=? AND generation=? AND state=?",
+                (json.dumps(source_series, sort_keys=True), job.id, job.generation,
                  JobState.PROCESSING),
             ).rowcount  # fmt: skip
         return n == 1
@@ -477,8 +511,23 @@ class JobStore:
                 )
             return self._one(db, "id=?", job.id)
 
-    def mark_delivered(self, job: Job, seconds: float) -> bool:
-        """results_ready -> delivered (confirmed by the PACS); False if re-triggered."""
+    def add_published(self, job: Job, sop_uids: list[str]) -> list[str]:
+        """Before a send: add result instances to those that may be in the PACS (whatever
+        the generation: a send that fails half-way may still leave them there). Returns
+        the recorded set, sorted."""
+        with self._tx() as db:
+            row = db.execute("SELECT published FROM jobs WHERE id=?", (job.id,)).fetchone()
+            if row is None:
+                raise JobError(f"no job {job.id}")
+            published = sorted(set(json.loads(row["published"])) | set(sop_uids))
+            db.execute("UPDATE jobs SET published=? WHERE id=?", (json.dumps(published), job.id))
+        return published
+
+    def mark_delivered(self, job: Job, seconds: float, published: list[str] | None = None) -> bool:
+        """results_ready -> delivered (confirmed by the PACS); False if re-triggered.
+
+        ``published``: the result instances now in the PACS (the delivered set, once the
+        superseded ones were removed); None leaves the record as it is."""
         now = time.time()
         with self._tx() as db:
             cur = self._current(db, job, JobState.RESULTS_READY)
@@ -493,6 +542,11 @@ class JobStore:
                 "timings=?, updated_at=? WHERE id=?",
                 (JobState.DELIVERED, now, json.dumps(timings), now, job.id),
             )
+            if published is not None:
+                db.execute(
+                    "UPDATE jobs SET published=? WHERE id=?",
+                    (json.dumps(sorted(set(published))), job.id),
+                )
             return True
 
     # ---- recovery and retention -------------------------------------------------------

@@ -122,8 +122,8 @@ class OrthancClient:
                 return str(item["ID"])
         return None
 
-    def find_sop_uids(self, study_uid: str, series_uid: str) -> list[str]:
-        """SOP Instance UIDs of one series (with repeats if Orthanc held duplicates)."""
+    def find_instances(self, study_uid: str, series_uid: str) -> list[tuple[str, str]]:
+        """(SOP Instance UID, Orthanc ID) of every instance of one series (POST /tools/find)."""
         found = self.post(
             "/tools/find",
             {
@@ -132,7 +132,34 @@ class OrthancClient:
                 "Expand": True,
             },
         )
-        return [str(i["MainDicomTags"].get("SOPInstanceUID", "")) for i in found]
+        return [(str(i["MainDicomTags"].get("SOPInstanceUID", "")), str(i["ID"])) for i in found]
+
+    def find_sop_uids(self, study_uid: str, series_uid: str) -> list[str]:
+        """SOP Instance UIDs of one series (with repeats if Orthanc held duplicates)."""
+        return [sop for sop, _ in self.find_instances(study_uid, series_uid)]
+
+    def instance_file(self, instance_id: str) -> bytes:
+        """The stored DICOM file of an instance (GET /instances/{id}/file)."""
+        return self._request("GET", f"/instances/{instance_id}/file").content
+
+    def delete_instance(self, sop_uid: str) -> bool:
+        """Delete the instance with this SOP Instance UID (POST /tools/lookup, then DELETE
+        /instances/{id}); False when Orthanc does not hold it (already gone)."""
+        instance_id = self.lookup(sop_uid, "Instance")
+        if instance_id is None:
+            return False
+        try:
+            response = self._http.request("DELETE", f"/instances/{instance_id}")
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"Orthanc DELETE /instances/{instance_id}: "
+                               f"{type(exc).__name__}") from exc  # fmt: skip
+        if response.status_code == 404:
+            return False  # deleted meanwhile (by someone else)
+        if response.status_code >= 400:
+            raise NetworkError(
+                f"Orthanc DELETE /instances/{instance_id}: HTTP {response.status_code}"
+            )
+        return True
 
     def study_series(self, study_uid: str) -> list[dict[str, Any]]:
         """The series of a study (expanded), or [] if Orthanc does not hold the study."""

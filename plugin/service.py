@@ -6,6 +6,11 @@ applies the input retention. The HTTP API (plugin.api) runs in uvicorn on the ma
 On start, ``JobStore.recover`` resumes every job left unfinished by a crash, and
 ``adopt_orphans`` gives a job to received instances that have none.
 
+Orthanc is both where results go and the archive of the sources: the worker restores from
+it the earlier series of a study whose files the retention removed (plugin.assembly: a study
+is the union of its series), and delivery removes from it the results a re-analysis
+superseded (plugin.delivery), both through its REST API (``orthanc_url``).
+
 The three loops run under plugin.worker.run_loop (a failing step is retried with backoff,
 never fatal); ``loop_status`` reports them to ``/readyz``, which fails when a loop thread is
 gone or has failed for ``settings.loop_unready_seconds``. Everything the service creates
@@ -30,7 +35,7 @@ from dicom_io.network import Peer
 from dicom_io.store_scp import ScpOptions, StoreScp, allowed_aets
 from inference.errors import BrainxaiError, JobError, ModelError
 from plugin import api_ready
-from plugin.assembly import StudyAssembler, adopt_orphans
+from plugin.assembly import StudyAssembler, adopt_orphans, orthanc_fetcher
 from plugin.delivery import Deliverer, DeliveryOptions
 from plugin.job_store import Backoff, Job, JobStore, default_path
 from plugin.orthanc_client import OrthancOptions
@@ -170,14 +175,16 @@ class Service:
             max_processing_attempts=settings.max_processing_attempts,
             backoff_max_seconds=settings.loop_backoff_max_seconds,
         )
+        delivery = delivery_options(settings)
         self.worker = Worker(
             self.store,
             processor or load_processor(settings.processor, self.context),
             self.worker_options,
             on_results=lambda: self.deliverer.wake.set(),
             before_poll=lambda: self.assembler.flush_pending(),
+            fetch=orthanc_fetcher(delivery.orthanc),  # earlier series, from the same Orthanc
         )
-        self.deliverer = Deliverer(self.store, delivery_options(settings), self._delivered)
+        self.deliverer = Deliverer(self.store, delivery, self._delivered)
         self.assembler = StudyAssembler(
             self.store, settings.quiet_seconds, on_ready=self.worker.wake.set
         )

@@ -7,6 +7,13 @@ Results are written to ``results/<job id>.partial``, made private (files 0600, f
 refused by the reader, no series selected) produces no result files: its job ends
 ``no_result`` with the reasons, never ``delivered``.
 
+A study is the union of its series (see plugin.assembly): before the analysis the worker
+completes the study's folder with the instances its earlier analyses used (restored from
+the PACS when the retention already removed them) and records what this analysis uses in
+the job store, so the processor always sees every series received for the study so far.
+If the PACS cannot be reached for that, the job is put back and retried like any other
+failing step around the processor.
+
 The service's loops (this worker, delivery, housekeeping) run under ``run_loop``: a failing
 step (the job store locked by another process, a full disk, a bug) is logged by its error
 type, counted, and retried with exponential backoff; the loop never dies of it. Each loop
@@ -29,7 +36,7 @@ from typing import Any, TypeVar
 
 from inference.errors import BrainxaiError, JobError
 from plugin import metrics
-from plugin.assembly import StudyAssembler
+from plugin.assembly import Fetcher, StudyAssembler, complete_study
 from plugin.job_store import Job, JobState, JobStore, one_line, private_dir
 
 log = logging.getLogger(__name__)
@@ -180,7 +187,8 @@ class Worker:
     """Processes one ready job at a time (the analysis itself uses the CPU cores).
 
     ``before_poll`` runs at every turn of the loop (the service retries study assembly's
-    pending "ready" marks there).
+    pending "ready" marks there). ``fetch`` restores earlier instances of a study from the
+    PACS (None: a study is analysed with the instances still on disk).
     """
 
     def __init__(
@@ -190,12 +198,14 @@ class Worker:
         options: WorkerOptions,
         on_results: Callable[[], None] = lambda: None,
         before_poll: Callable[[], object] = lambda: None,
+        fetch: Fetcher | None = None,
     ) -> None:
         self.store = store
         self.processor = processor
         self.options = options
         self.on_results = on_results
         self.before_poll = before_poll
+        self.fetch = fetch
         self.wake = threading.Event()
         self.health = LoopHealth("worker")
         self._stop = threading.Event()
@@ -211,16 +221,25 @@ class Worker:
             return True
         try:
             self._process(job)
-        except Exception:
+        except Exception as exc:
             # Not the processor (its errors fail the job) but a step around it (disk full,
-            # a rename): put the job back for a later attempt rather than leave it stuck.
+            # a rename, the PACS unreachable for earlier series): put the job back for a
+            # later attempt rather than leave it stuck.
             retry_at = time.time() + min(5.0, self.options.backoff_max_seconds)
-            self._persist("the requeue", lambda: self.store.requeue(job, retry_at))
+            why = one_line(str(exc)) if isinstance(exc, BrainxaiError) else describe_error(exc)
+            self._persist("the requeue", lambda: self.store.requeue(job, retry_at, why))
             raise
         return True
 
+    def _assemble(self, job: Job) -> list[Path]:
+        """The study's inputs: every series received so far (earlier instances restored
+        from the PACS if the retention removed them), recorded in the job store."""
+        series = complete_study(job, self.options.incoming_dir, self.fetch)
+        self._persist("the series", lambda: self.store.record_series(job, series))
+        return study_inputs(self.options.incoming_dir, job.study_instance_uid)
+
     def _process(self, job: Job) -> None:
-        inputs = study_inputs(self.options.incoming_dir, job.study_instance_uid)
+        inputs = self._assemble(job)
         private_dir(self.options.results_dir)
         partial = self.options.results_dir / f"{job.id}.partial"
         shutil.rmtree(partial, ignore_errors=True)

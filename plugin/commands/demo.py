@@ -59,10 +59,15 @@ def upload_study(client: OrthancClient, files: list[Path], replace: bool) -> Upl
 
 
 def wait_for_job(store: JobStore, upload: Upload, deadline: float) -> Job:
+    """The study's job once it is delivered after the upload; raises when it ends failed or
+    ``no_result`` (nothing in the study could be analysed: there are no results to wait for),
+    or at the deadline."""
     while time.time() < deadline:
         job = store.get_by_study(upload.study_uid)
         if job is not None and job.state == JobState.FAILED and job.updated_at > upload.started:
             raise NetworkError(f"job {job.id} failed: {job.error}")
+        if job is not None and job.state == JobState.NO_RESULT and job.updated_at > upload.finished:
+            raise InputError(f"job {job.id} ended without a result: {job.error}")
         if (
             job is not None
             and job.state == JobState.DELIVERED
