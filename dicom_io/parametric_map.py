@@ -29,7 +29,7 @@ from dicom_io.context import (
     quiet_person_names,
     source_series_number,
 )
-from dicom_io.sanitise import record, sanitise_source
+from dicom_io.sanitise import element_problem, record, sanitise_source, values_of
 from dicom_io.series import Series
 from dicom_io.uids import instance_uid, series_uid
 from inference.errors import InputError
@@ -64,12 +64,13 @@ def build_parametric_map(
     sources = _source_datasets(series)
     src = sanitise_source(sources[0])
     record(src.warnings, source_warnings, "PM")
+    _check_frame_of_reference(src.text("FrameOfReferenceUID"), sources[1:])
     kind = f"pm-{o.method}" + ("-float" if o.float_pixels else "")
     pixels, rwvm, window = _stored_values(maps, o)
     number = o.series_number or ctx.series_number("pm", source_series_number(series.header))
     with quiet_person_names():
         pm = hd.pm.ParametricMap(
-            source_images=[src.dataset, *sources[1:]],
+            source_images=[_with_spacing(src.dataset, series), *sources[1:]],
             pixel_array=pixels,
             series_instance_uid=series_uid(series.series_instance_uid, ctx.model_version, kind),
             series_number=number,
@@ -105,6 +106,33 @@ def build_parametric_map(
     finish_object(pm, src.dataset)
     log.info("built parametric map (%s) for series %s", kind, series.series_instance_uid)
     return pm
+
+
+def _check_frame_of_reference(first: str, others: list[Dataset]) -> None:
+    """A Parametric Map needs one valid Frame of Reference for all its source slices."""
+    frames = {first} | {str(ds.get("FrameOfReferenceUID", "")) for ds in others}
+    if len(frames) != 1 or not first:
+        raise InputError("source slices lack one common valid FrameOfReferenceUID")
+
+
+def _with_spacing(ref: Dataset, series: Series) -> Dataset:
+    """``ref`` (our sanitised copy) with slice spacing highdicom can read.
+
+    highdicom re-reads SliceThickness and SpacingBetweenSlices of the first source to compare
+    them with the Pixel Measures we give; a value that is not one DS number (PS3.5 6.2) is
+    replaced by the one we write, from the reader.
+    """
+    thickness = series.slices[0].slice_thickness or series.spacing_between_slices
+    for keyword, value in (
+        ("SliceThickness", thickness),
+        ("SpacingBetweenSlices", series.spacing_between_slices),
+    ):
+        present = keyword in ref
+        if not present and keyword == "SpacingBetweenSlices":
+            continue
+        if not present or len(values_of(ref[keyword].value)) != 1 or element_problem(ref[keyword]):
+            setattr(ref, keyword, value)
+    return ref
 
 
 def _stored_values(

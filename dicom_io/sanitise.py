@@ -24,6 +24,7 @@ value, else ISO_IR 192 (UTF-8) when a value is not ASCII, else the default reper
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import struct
@@ -59,7 +60,9 @@ VALUE_ERRORS: tuple[type[Exception], ...] = (
     NotImplementedError,
     struct.error,
 )
-BUILD_ERRORS: tuple[type[Exception], ...] = (BrainxaiError, OSError, *VALUE_ERRORS)
+# pydicom raises OSError/EOFError parsing a damaged sequence when its value is first read.
+CONVERSION_ERRORS: tuple[type[Exception], ...] = (*VALUE_ERRORS, OSError, EOFError)
+BUILD_ERRORS: tuple[type[Exception], ...] = (BrainxaiError, *CONVERSION_ERRORS)
 
 PATIENT_GROUPS = frozenset({0x0010, 0x0012})  # patient, patient study, clinical trial (PS3.6)
 STUDY_KEYWORDS = (  # General Study, Patient Study, Clinical Trial Study outside those groups
@@ -210,13 +213,17 @@ def is_copied(tag: BaseTag) -> bool:
 
 
 def _copy(source: Dataset) -> tuple[Dataset, list[str]]:
-    """Every element pydicom can convert, shared with the source; file meta kept."""
+    """Every element pydicom can convert, file meta kept.
+
+    The elements are shallow copies: setting a value in the copy (as highdicom and our writers
+    do) never changes the source; sequence items are still shared, and never written to.
+    """
     out = Dataset()
     found: list[str] = []
     for tag in list(source.keys()):
         try:
-            out.add(source[tag])
-        except VALUE_ERRORS:
+            out.add(copy.copy(source[tag]))
+        except CONVERSION_ERRORS:
             if is_copied(tag):
                 found.append(f"{keyword_for_tag(tag) or tag}: value cannot be decoded; dropped")
     meta = getattr(source, "file_meta", None)
@@ -241,20 +248,20 @@ def _apply(out: Dataset, elem: DataElement, reason: str, replacement: DataElemen
 
 def element_problem(elem: DataElement) -> tuple[str, DataElement | None] | None:
     """(why, valid replacement or None) if ``elem`` breaks PS3.5/PS3.6, else None."""
-    if elem.VR == "SQ":
-        nested = sequence_problem(elem)
-        return None if nested is None else (nested, None)
     try:
         expected, multiplicity = dictionary_VR(elem.tag), dictionary_VM(elem.tag)
     except KeyError:
         return "not in the PS3.6 data dictionary", None
     if " or " not in expected and expected != elem.VR:
         reason = f"VR {elem.VR} where PS3.6 gives {expected}"
-        converted = _as_vr(elem, expected)
+        converted = None if "SQ" in (elem.VR, expected) else _as_vr(elem, expected)
         if converted is None or element_problem(converted) is not None:
             return reason, None
         return reason, converted
-    values = _values(elem.value)
+    if elem.VR == "SQ":
+        nested = sequence_problem(elem)
+        return None if nested is None else (nested, None)
+    values = values_of(elem.value)
     if multiplicity == "1" and len(values) > 1:
         return "several values where PS3.6 allows one", None
     for value in values:
@@ -275,7 +282,7 @@ def sequence_problem(elem: DataElement) -> str | None:
                 continue
             try:
                 nested = item[tag]
-            except VALUE_ERRORS:
+            except CONVERSION_ERRORS:
                 return "an item holds a value that cannot be decoded"
             verdict = element_problem(nested)
             if verdict is not None:
@@ -329,7 +336,7 @@ def repaired_age(text: str) -> str | None:
     """
     if re.fullmatch(r"\d{3}[DWMY]", text):
         return text
-    if text.isdigit() and 0 < int(text) < 1000:
+    if re.fullmatch(r"[0-9]{1,3}", text) and int(text) > 0:
         return f"{int(text):03d}Y"
     return None
 
@@ -362,12 +369,13 @@ def _as_vr(elem: DataElement, vr: str) -> DataElement | None:
         parts = value.split("\\")
         value = parts if len(parts) > 1 else parts[0]
     try:
-        return DataElement(elem.tag, vr, [str(v) for v in _values(value)] or "")
+        return DataElement(elem.tag, vr, [str(v) for v in values_of(value)] or "")
     except VALUE_ERRORS:
         return None
 
 
-def _values(value: Any) -> list[Any]:
+def values_of(value: Any) -> list[Any]:
+    """The values of an element value: [] if empty, the items of a multi-value, else [value]."""
     if value is None or value == "":
         return []
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
@@ -385,12 +393,12 @@ def _texts(ds: Dataset, copied_only: bool = True) -> Iterator[str]:
             for item in elem.value or []:
                 yield from _texts(item, copied_only=False)
         elif elem.VR in STRING_VRS:
-            yield from (str(v) for v in _values(elem.value))
+            yield from (str(v) for v in values_of(elem.value))
 
 
 def writable_charset(value: Any) -> list[str] | None:
     """The SpecificCharacterSet terms highdicom will write ([] for none), None if invalid."""
-    terms = [str(t) for t in _values(value)]
+    terms = [str(t) for t in values_of(value)]
     if len(terms) > 1 and terms[0] == "":
         terms[0] = "ISO 2022 IR 6"  # PS3.3 C.12.1.1.2: an empty value 1 means ISO-IR 6
     if any(t not in WRITABLE_CHARSETS for t in terms):
@@ -449,7 +457,7 @@ def record(found: Sequence[str], into: list[str] | None, what: str) -> None:
             into.append(warning)
 
 
-_QUOTED = re.compile(r"""'[^']*'|"[^"]*"|b'[^']*'""")
+_QUOTED = re.compile(r"b?'[^']*'|b?\"[^\"]*\"")
 _PATH = re.compile(r"(?<![\w.])(?:~|\.{1,2})?/[^\s,;)]+")
 
 

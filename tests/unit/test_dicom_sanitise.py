@@ -201,6 +201,38 @@ def test_invalid_item_drops_the_whole_sequence() -> None:
     )
 
 
+def test_damaged_values_found_by_fuzzing_are_dropped() -> None:
+    ds, warnings, _ = sanitised(
+        PatientAge=raw(0x00101010, "AS", "\u00b9".encode("latin-1")),  # a superscript digit
+        OtherPatientIDsSequence=raw(0x00101002, "SQ", b"3"),  # not a sequence
+        PatientName=DataElement(0x00100010, "SQ", []),  # a sequence where PS3.6 says PN
+    )
+    assert "PatientAge" not in ds and "OtherPatientIDsSequence" not in ds
+    assert ds["PatientName"].VR == "PN" and ds.PatientName == ""
+    assert sorted(warnings) == [
+        "OtherPatientIDsSequence: value cannot be decoded; dropped",
+        "PatientAge: not a valid VR AS value; dropped",
+        "PatientName: VR SQ where PS3.6 gives PN; sent empty (Type 2)",
+    ]
+
+
+def test_parametric_map_needs_one_valid_frame_of_reference() -> None:
+    series = bad_series()
+    del series.slices[3].dataset.FrameOfReferenceUID
+    with pytest.raises(InputError, match="FrameOfReferenceUID"):
+        build_parametric_map(series, np.zeros((len(series), 16, 16), np.float32), CTX)
+
+
+def test_parametric_map_copes_with_a_slice_thickness_that_is_not_a_number() -> None:
+    series = bad_series()
+    for sl in series.slices:
+        sl.dataset[0x00180050] = raw(0x00180050, "DS", b"abc\x20")
+    pm = reread(build_parametric_map(series, np.zeros((len(series), 16, 16), np.float32), CTX))
+    measures = pm.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SliceThickness) == 3.0
+    assert series.slices[0].dataset.SliceThickness == "abc"  # the source is not changed
+
+
 def test_non_ascii_needs_a_character_set_that_holds_it() -> None:
     ds = header(0)
     del ds.SpecificCharacterSet
