@@ -57,6 +57,10 @@ class AggregationOptions:
     min_vote_fraction: float = 0.2
     min_run: int = 2
     notumor_fraction: float = 0.6
+    # notumor also needs the assessed slices to be at least this share of the slices that
+    # show head: a "no tumour" over a tenth of the head says nothing about the rest (a
+    # meningioma at the skull base of a whole-head 3D series sits in the excluded part).
+    notumor_coverage: float = 0.2
     # Whether pituitary votes may decide an axial series (see _tumour_decision).
     pituitary_on_axial: bool = False
     # Grad-CAM gate for tumour votes: share of the map's mass inside the brain (the head
@@ -200,6 +204,16 @@ def decide_series(
             votes,
         )
     most_tumour = max((v for c, v in votes.items() if c != NOTUMOR), default=0)
+    with_head = int(np.sum(np.asarray(ev.head_area) >= 0.2 * float(np.max(ev.head_area))))
+    if len(eligible) < o.notumor_coverage * with_head:
+        return SeriesDecision(
+            INDETERMINATE,
+            f"only {len(eligible)} of {with_head} slices through the head could be assessed: "
+            "too little to rule out a tumour",
+            probabilities,
+            decisions,
+            votes,
+        )
     if votes.get(NOTUMOR, 0) >= o.notumor_fraction * len(eligible) and most_tumour < need:
         return SeriesDecision(
             NOTUMOR,

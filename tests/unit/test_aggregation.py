@@ -160,3 +160,17 @@ def test_tumour_votes_whose_grad_cam_jumps_between_slices_do_not_decide() -> Non
     corners = [(0.1, 0.1), (0.9, 0.9)]
     jumping = [(0.5, 0.5)] * 8 + [corners[i % 2] for i in range(4)] + [(0.5, 0.5)] * 8
     assert decide_series(_cam_evidence(probs, inside, jumping)).label == INDETERMINATE
+
+
+def test_notumor_needs_enough_of_the_head_assessed() -> None:
+    # 40 slices with head, only 5 in the assessable middle: notumor there says too little.
+    probs = [N] * 40
+    ev = _evidence(probs)
+    area = np.full(40, 0.3, np.float32)
+    area[18:23] = 1.0  # only these have >= 50 % of the largest head area
+    from dataclasses import replace
+
+    d = decide_series(replace(ev, head_area=area))
+    assert d.label == INDETERMINATE
+    assert "too little to rule out" in d.reason
+    assert decide_series(ev).label == "notumor"
