@@ -387,8 +387,9 @@ def analyze_study(
             result = analyze_series(series, clf, rules, opts)
         except (BrainxaiError, ValueError, RuntimeError) as exc:
             # A series we cannot analyse is recorded with the reason; the study goes on.
-            log.warning("series %s: analysis failed: %s", series.series_instance_uid, exc)
-            result = SeriesAnalysis(series, False, f"analysis failed: {exc}")
+            reason = failure_reason(exc)  # one line, no source values or paths
+            log.warning("series %s: analysis failed: %s", series.series_instance_uid, reason)
+            result = SeriesAnalysis(series, False, f"analysis failed: {reason}")
         study.series.append(result)
     t1 = time.perf_counter()
     for result in study.series:
