@@ -175,13 +175,6 @@ def test_writers_cope_with_mutated_header_values(case: fz.SeriesCase, rules: Any
     fz.run_writers(case, rules)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="fuzz finding, being fixed (writers and invalid patient values): invalid or missing "
-    "patient/study values (PatientSex '0000', PatientBirthDate '***', StudyTime '99', a deleted "
-    "Type 2 attribute, PatientAge b'\\xb9', an unknown SpecificCharacterSet) raise "
-    "ValueError/AttributeError from the SC/PM builders",
-)
 @known_failure()
 @given(case=fz.series_cases(fz.mutations(fz.WRITER_PATIENT_STUDY, structural=False)))
 @example(case=every_slice(fz.SetValue("PatientAge", b"\xb9")))
@@ -195,12 +188,6 @@ def test_writers_cope_with_invalid_patient_and_study_values(
     fz.run_writers(case, rules)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="fuzz finding: a non-numeric SliceThickness / SpacingBetweenSlices raises ValueError "
-    "in highdicom's PixelMeasuresSequence, a source without FrameOfReferenceUID raises "
-    "ValueError in ParametricMap (build_parametric_map does not refuse them with InputError)",
-)
 @known_failure()
 @given(case=fz.series_cases(fz.mutations(fz.WRITER_GEOMETRY, structural=False)))
 @example(case=every_slice(fz.SetValue("SliceThickness", b"abc")))
@@ -210,12 +197,6 @@ def test_writers_cope_with_invalid_source_geometry(case: fz.SeriesCase, rules: A
     fz.run_writers(case, rules)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="fuzz finding: a damaged sequence in the source header (e.g. "
-    "OtherPatientIDsSequence := b'3') raises OSError 'No tag to read' when highdicom copies "
-    "the source attributes",
-)
 @known_failure()
 @given(
     case=fz.series_cases(
@@ -231,11 +212,6 @@ def test_writers_cope_with_damaged_source_sequences(case: fz.SeriesCase, rules: 
     fz.run_writers(case, rules)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="fuzz finding: a source whose PatientName is encoded as a sequence (VR SQ) makes "
-    "highdicom raise TypeError 'Invalid type for a person name' in the SC and PM builders",
-)
 @known_failure()
 @given(
     case=fz.series_cases(
