@@ -181,14 +181,14 @@ def cut_case(
     if mask is not None:
         tumour = mask > 0
         core = np.isin(mask, case.core_labels) if case.core_labels else tumour
+    head = volumes[0] > float(volumes[0].min()) + 1e-3
     for plane in PLANES:
         a, b = [voxel_mm[k] for k in range(3) if k != {"sagittal": 0, "coronal": 1}.get(plane, 2)]
-        head = volumes[0] > float(volumes[0].min()) + 1e-3
         chosen = label_plane(head, tumour, core, plane, a * b, opts)
         scope = scope_flags(head, plane)
-        pos = [i for i, t in chosen if t]
+        pos = {i for i, t in chosen if t}
         neg = [i for i, t in chosen if not t]
-        if pos and len(neg) > opts.max_notumor_ratio * len(pos):
+        if pos and len(neg) > opts.max_notumor_ratio * len(pos):  # balance per plane
             neg = sorted(rng.choice(neg, int(opts.max_notumor_ratio * len(pos)), replace=False))
         for seq, vol in enumerate(volumes):
             for i in sorted([*pos, *neg]):

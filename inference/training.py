@@ -194,7 +194,7 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
     if opts.init_from is not None:
         net.load_state_dict(_weights_of(opts.init_from))
     for name, param in net.named_parameters():
-        if name.startswith(opts.freeze) and opts.freeze:
+        if opts.freeze and name.startswith(opts.freeze):
             param.requires_grad_(False)
     ema = _ema_of(net, opts.ema_decay)
     ckpt_path = work / "checkpoint.pt"

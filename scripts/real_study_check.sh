@@ -48,5 +48,12 @@ convert chris-t1-sagittal "$V/normal/chris-t1.nii.gz" sagittal "T1 MPRAGE" notum
 P1=$V/glioma/brats-2013-pat0001
 convert brats-2013-pat0001-t1c-axial "$P1/t1c.nii.gz" axial "T1 post-contrast" glioma train "$P1/brainmask.nii.gz" GADOLINIUM
 convert tcga-du-7294-t1c-axial "$V/glioma/tcga-du-7294/t1c.nii.gz" axial "T1 post-contrast" glioma train "" GADOLINIUM
+for n in 2 3 4 5; do
+  P=$V/glioma/brats-2013-pat000$n
+  convert "brats-2013-pat000$n-t1c-axial" "$P/t1c.nii.gz" axial "T1 post-contrast" glioma train "$P/brainmask.nii.gz" GADOLINIUM
+done
+convert brats2012-hg0015-t1c-axial "$V/glioma/brats2012-hg0015/t1c.nii.gz" axial "T1 post-contrast" glioma train "" GADOLINIUM
+convert brats-case-x-t1c-axial "$V/glioma/brats-case-x/t1c.nii.gz" axial "T1 post-contrast" glioma train "" GADOLINIUM
+link transfer-syntaxes "$DATA/dicom/transfer-syntaxes" notumor dev
 
 $BX evaluate-studies --data "$OUT" --labels "$labels" --out "$OUT/report.json" "$@"
