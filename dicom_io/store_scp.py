@@ -38,6 +38,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -211,6 +213,7 @@ class StoreScp:
         return path
 
     def _handle_open(self, event: evt.Event) -> None:
+        handle_first(event.assoc, evt.EVT_DIMSE_RECV, answer_store_without_instance_uid)
         if self.options.tcp_nodelay:
             set_tcp_nodelay(event)
         if self.options.loop_delay > 0:
@@ -272,6 +275,39 @@ class StoreScp:
 
     def _handle_close(self, event: evt.Event) -> None:
         self.sink.association_closed(id(event.assoc))
+
+
+def handle_first(assoc: Any, event: Any, handler: Any) -> None:
+    """Bind ``handler`` to ``event`` ahead of those already bound (pynetdicom's own log
+    handler among them: when one raises, the handlers after it do not run)."""
+    bound = [(f, a) for f, a in assoc.get_handlers(event) if f is not handler]
+    for func, _args in bound:
+        assoc.unbind(event, func)
+    assoc.bind(event, handler)
+    for func, args in bound:
+        assoc.bind(event, func, args)
+
+
+def answer_store_without_instance_uid(event: evt.Event) -> None:
+    """Refuse a C-STORE-RQ that lacks its Affected SOP Instance UID (0xC000).
+
+    The UID is mandatory in the request (PS3.7 9.3.1.1). pynetdicom drops such a request
+    without any response, so the sender would wait for its DIMSE timeout: answer it here,
+    as the message arrives, with "cannot understand" (PS3.4 B.2.3), which the sender
+    reports as a failed sub-operation at once.
+    """
+    message: Any = event.message
+    if not isinstance(message, C_STORE_RQ) or message.context_id is None:
+        return
+    command = message.command_set
+    if str(command.get("AffectedSOPInstanceUID") or "").strip("\x00 "):
+        return
+    response = C_STORE()
+    response.MessageIDBeingRespondedTo = command.get("MessageID")
+    response.AffectedSOPClassUID = command.get("AffectedSOPClassUID")
+    response.Status = STATUS_CANNOT_UNDERSTAND
+    log.warning("C-STORE request without Affected SOP Instance UID refused (0xC000)")
+    event.assoc.dimse.send_msg(response, message.context_id)
 
 
 def allowed_aets(values: Sequence[str]) -> tuple[str, ...]:
