@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import metadata
 
 from pydicom.dataset import Dataset
@@ -17,8 +18,22 @@ from inference import MODEL_NAME
 DISCLAIMER = "RESEARCH USE - NOT FOR DIAGNOSIS"  # ASCII: DICOM text in the default repertoire
 BURNED_IN_DISCLAIMER = "RESEARCH USE \u2014 NOT FOR DIAGNOSIS"
 
-# Offset added to ResultContext.series_number_base per object type.
-SERIES_NUMBER_OFFSETS = {"sc": 0, "pm": 100, "pm-float": 200, "sr": 900}
+# Hundreds digit added to ResultContext.series_number_base per object kind and explanation
+# method, so every result series of a source series has its own SeriesNumber (the source's
+# number modulo 100 fills the last two digits). Kinds: "sc" (the first method's overlays),
+# "sc-<method>", "pm-<method>", "pm-<method>-float", "sr".
+SERIES_SLOTS = {
+    "sc": 0,
+    "pm-gradcam": 1,
+    "pm-saliency": 2,
+    "pm-occlusion": 3,
+    "sc-saliency": 4,
+    "sc-occlusion": 5,
+    "pm-gradcam-float": 6,
+    "pm-saliency-float": 7,
+    "pm-occlusion-float": 8,
+    "sr": 9,
+}
 
 
 def _package_version() -> str:
@@ -61,9 +76,13 @@ class ResultContext:
             text += f" {source_description}"
         return text[:64].rstrip()
 
-    def series_number(self, object_type: str, source_series_number: int | None) -> int:
-        offset = SERIES_NUMBER_OFFSETS[object_type]
-        return self.series_number_base + offset + (int(source_series_number or 0) % 100)
+    def series_number(self, kind: str, source_series_number: int | None) -> int:
+        """SeriesNumber of the result series ``kind`` (a key of SERIES_SLOTS).
+
+        An unknown kind (a method added later) takes the SC slot rather than failing.
+        """
+        slot = SERIES_SLOTS.get(kind, 0)
+        return self.series_number_base + 100 * slot + (int(source_series_number or 0) % 100)
 
 
 def source_series_number(header: Dataset) -> int | None:
@@ -75,7 +94,18 @@ def source_series_number(header: Dataset) -> int | None:
 
 
 def mark_research(ds: Dataset, ctx: ResultContext, derivation: str) -> None:
-    """Equipment, software, derivation and research statement common to every object."""
+    """Equipment, software, derivation, research statement and dates common to every object.
+
+    Content Date/Time (when the result was made) is kept if the writer set it, and repeated
+    as Series Date/Time (General Series Module, PS3.3 C.7.3.1, Type 3) so PACS and viewers
+    list our series with a date instead of none.
+    """
+    now = datetime.now()
+    if not ds.get("ContentDate") or not ds.get("ContentTime"):
+        ds.ContentDate = now.strftime("%Y%m%d")
+        ds.ContentTime = now.strftime("%H%M%S.%f")
+    ds.SeriesDate = ds.ContentDate
+    ds.SeriesTime = ds.ContentTime
     ds.Manufacturer = ctx.manufacturer
     ds.ManufacturerModelName = ctx.manufacturer_model_name
     ds.SoftwareVersions = ctx.software_versions

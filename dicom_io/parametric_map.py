@@ -2,9 +2,22 @@
 
 Parametric Map IOD (PS3.3 A.75) built with highdicom. Pixel Measures, Plane Orientation and
 Plane Position functional groups (PS3.3 C.7.6.16.2.1-2.3) repeat the source slices' geometry.
-By default the map is stored as unsigned 16-bit integers with a Real World Value Mapping
-(PS3.3 C.7.6.16.2.11) of slope 1/65535, so stored 0..65535 means 0..1: Orthanc's web viewer
-cannot display float-pixel maps. ``float_pixels=True`` writes 32-bit float pixels instead.
+Two pixel encodings:
+
+- integer (default of this writer): unsigned 16-bit stored values 0..65535 with a Real World
+  Value Mapping (PS3.3 C.7.6.16.2.11) of slope 1/65535, so stored 0..65535 means 0..1, for
+  viewers that cannot read float pixels (Orthanc's Web Viewer).
+- float (``float_pixels=True``, what the pipeline writes by default): 32-bit float relevance
+  0..1, identity mapping. OHIF (the viewer shipped with brainxai) reads the stored values
+  (it ignores the mapping) and shows the map as a colour layer fused over the source MR.
+
+Both carry a VOI window over the map's own range (0 to its maximum, shared by all frames,
+Frame VOI LUT PS3.3 C.7.6.16.2.10; LINEAR_EXACT for float maps, whose width is below 1), so a
+weak map is not a flat block, and the source series' Modality (PS3.3 C.8.32.1: the modality
+of the source images) instead of OT. No Palette Color LUT (Pixel Presentation COLOR_RANGE):
+highdicom builds it for integer maps only, and dciodvfy reports 11 errors on the result (the
+palette attributes against the Image Pixel Description Macro, the missing Stored Value Color
+Range and ICC Profile, 8-bit entries where 16 are enumerated).
 Patient, study, equipment and frame-of-reference attributes come from the first source header
 as checked by dicom_io.sanitise (invalid values dropped or emptied, warnings to the caller).
 """
@@ -67,7 +80,7 @@ def build_parametric_map(
     _check_frame_of_reference(src.text("FrameOfReferenceUID"), sources[1:])
     kind = f"pm-{o.method}" + ("-float" if o.float_pixels else "")
     pixels, rwvm, window = _stored_values(maps, o)
-    number = o.series_number or ctx.series_number("pm", source_series_number(series.header))
+    number = o.series_number or ctx.series_number(kind, source_series_number(series.header))
     with quiet_person_names():
         pm = hd.pm.ParametricMap(
             source_images=[_with_spacing(src.dataset, series), *sources[1:]],
@@ -83,7 +96,12 @@ def build_parametric_map(
             contains_recognizable_visual_features=False,
             real_world_value_mappings=[rwvm],
             voi_lut_transformations=[
-                hd.VOILUTTransformation(window_center=window[0], window_width=window[1])
+                hd.VOILUTTransformation(
+                    window_center=window[0],
+                    window_width=window[1],
+                    window_explanation="relevance 0 to map maximum",
+                    voi_lut_function="LINEAR_EXACT" if o.float_pixels else None,
+                )
             ],
             content_label="HEATMAP",
             content_description=f"{o.method_label} {ctx.model_version} {DISCLAIMER}"[:64],
@@ -94,6 +112,7 @@ def build_parametric_map(
             derived_pixel_contrast="QUANTITY",
             specific_character_set=src.specific_character_set,
         )
+    pm.Modality = src.text("Modality") or pm.Modality
     pm.SeriesDescription = ctx.series_description(
         f"{o.method_label} map", src.text("SeriesDescription")
     )
@@ -138,7 +157,12 @@ def _with_spacing(ref: Dataset, series: Series) -> Dataset:
 def _stored_values(
     maps: NDArray[np.float32], o: MapOptions
 ) -> tuple[NDArray[np.generic], hd.pm.RealWorldValueMapping, tuple[float, float]]:
-    """Stored pixels, their real world value mapping to 0..1 and the display window."""
+    """Stored pixels, their real world value mapping to 0..1 and the display window.
+
+    The window spans 0 to the map's maximum (PS3.3 C.11.2.1.2: center and width of a linear
+    VOI function), all of 0..1 for an empty map.
+    """
+    top = float(maps.max()) if maps.size and float(maps.max()) > 0 else 1.0
     if o.float_pixels:
         rwvm = hd.pm.RealWorldValueMapping(
             lut_label=o.method[:16],
@@ -148,17 +172,18 @@ def _stored_values(
             slope=1.0,
             intercept=0.0,
         )
-        return maps.astype(np.float32), rwvm, (0.5, 1.0)
+        return maps.astype(np.float32), rwvm, (top / 2.0, top)
     rwvm = hd.pm.RealWorldValueMapping(
         lut_label=o.method[:16],
-        lut_explanation=f"{o.method_label} relevance 0-1 (stored x 65535)"[:64],
+        lut_explanation=f"{o.method_label} relevance 0-1 (stored x {UINT16_MAX})"[:64],
         unit=NO_UNITS,
         value_range=(0, UINT16_MAX),
         slope=1.0 / UINT16_MAX,
         intercept=0.0,
     )
     pixels = np.round(maps * UINT16_MAX).astype(np.uint16)
-    return pixels, rwvm, (UINT16_MAX / 2.0, float(UINT16_MAX))
+    stored_top = max(float(pixels.max()), 1.0)
+    return pixels, rwvm, (stored_top / 2.0, stored_top)
 
 
 def _geometry(series: Series) -> dict[str, Any]:

@@ -88,7 +88,7 @@ def build_overlays(
         raise InputError(f"{len(captions)} captions for {len(rgb_images)} images")
     kind = f"{OBJECT_TYPE}-{method}" if method else OBJECT_TYPE
     uid = series_uid(series.series_instance_uid, ctx.model_version, kind)
-    number = ctx.series_number(OBJECT_TYPE, source_series_number(series.header))
+    number = ctx.series_number(kind, source_series_number(series.header))
     warnings = source_warnings if source_warnings is not None else []
     sources: dict[int, SanitisedSource] = {}  # frames of one instance share its header
     out = []

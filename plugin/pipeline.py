@@ -63,7 +63,7 @@ class PipelineOptions:
     rules_path: Path | None = None
     quality_slices: int = 2  # deletion/insertion curves on the N most confident slices
     quality_steps: int = 4
-    float_maps: bool = False
+    float_maps: bool = True  # OHIF fuses float maps; integer ones for Orthanc's Web Viewer
 
 
 @dataclass

@@ -34,7 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="gradcam,saliency", help="explanation methods")
     p.add_argument("--model", help="weights file or models:/ URI (default: bundled model)")
     p.add_argument("--rules", type=Path, help="series selection rules (YAML)")
-    p.add_argument("--float-maps", action="store_true", help="float Parametric Maps")
+    p.add_argument(
+        "--float-maps",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="float Parametric Maps, which OHIF fuses over the MR (default); "
+        "--no-float-maps: 16-bit integer maps for Orthanc's Web Viewer",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

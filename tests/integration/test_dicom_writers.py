@@ -129,6 +129,8 @@ def _common(ds: Dataset, source: Series) -> None:
     assert any(CTX.model_version in str(v) for v in ds.SoftwareVersions)
     assert ds.SeriesDescription.startswith("AI ") and CTX.model_version in ds.SeriesDescription
     assert "NOT FOR DIAGNOSIS" in ds.DerivationDescription.upper()
+    assert len(ds.SeriesDate) == 8 and ds.SeriesDate == ds.ContentDate  # listed with a date
+    assert ds.SeriesTime and ds.SeriesTime == ds.ContentTime
 
 
 def test_dciodvfy_reports_no_errors(written: Written) -> None:
@@ -162,6 +164,7 @@ def test_parametric_map_geometry_and_values(written: Written, kind: str) -> None
     _common(ds, source)
     pm = hd.pm.ParametricMap.from_dataset(ds)
     assert pm.ContentQualification == "RESEARCH"
+    assert pm.Modality == source.header.Modality == "MR"  # PS3.3 C.8.32.1, not OT
     assert "NOT FOR DIAGNOSIS" in pm.ContentDescription
     assert (pm.Rows, pm.Columns) == source.shape
     assert int(pm.NumberOfFrames) == len(source)
@@ -174,6 +177,10 @@ def test_parametric_map_geometry_and_values(written: Written, kind: str) -> None
     assert np.allclose(orientation, first.image_orientation or (), atol=1e-6)
     rwvm = shared.RealWorldValueMappingSequence[0]
     pixels = pm.pixel_array.astype(np.float64)
+    voi = shared.FrameVOILUTSequence[0]  # the map's own range: 0 to its maximum
+    lo = float(voi.WindowCenter) - float(voi.WindowWidth) / 2
+    assert math.isclose(lo, 0.0, abs_tol=1e-6)
+    assert math.isclose(lo + float(voi.WindowWidth), pixels.max(), rel_tol=1e-6)
     if kind == "pm":
         assert pm.BitsAllocated == 16 and pm.PixelRepresentation == 0
         assert math.isclose(rwvm.RealWorldValueSlope, 1 / 65535)
@@ -233,6 +240,17 @@ def _walk(seq: pydicom.Sequence) -> list[Dataset]:
         if "ContentSequence" in item:
             out.extend(_walk(item.ContentSequence))
     return out
+
+
+def test_series_numbers_differ_per_kind_and_method(written: Written) -> None:
+    maps = written.heatmaps
+    saliency = MapOptions(method="saliency", method_label="Saliency")
+    pms = build_parametric_map(written.series, maps, CTX, saliency)
+    rgb = [np.zeros((*written.series.shape, 3), np.uint8)]  # type: ignore[misc]
+    scs = build_overlays(written.series, [0], rgb, CTX, method="saliency")[0]
+    objects = [*map(pydicom.dcmread, [written.sc[0], written.pm, written.pm_float, written.sr])]
+    numbers = [int(d.SeriesNumber) for d in [*objects, pms, scs]]
+    assert len(set(numbers)) == len(numbers), numbers
 
 
 def test_uids_are_stable_across_runs(written: Written) -> None:

@@ -82,4 +82,5 @@ def test_context_descriptions_fit_and_start_with_ai() -> None:
     text = ctx.series_description("overlay", "x" * 100)
     assert text.startswith("AI ") and len(text) <= 64 and "2024.1" in text
     assert "NOT FOR DIAGNOSIS" in ctx.statement and "2024.1" in ctx.statement
-    assert ctx.series_number("pm", 11) != ctx.series_number("sc", 11)
+    kinds = ["sc", "sc-saliency", "pm-gradcam", "pm-saliency", "pm-gradcam-float", "sr"]
+    assert len({ctx.series_number(k, 11) for k in kinds}) == len(kinds)
