@@ -87,6 +87,13 @@ class OrthancProcess:
         )
         cfg["DicomModalities"]["brainxai"]["Port"] = self.brainxai_port
         cfg["WebViewer"]["CachePath"] = str(self.workdir / "webviewer-cache")
+        folders = cfg.get("ServeFolders", {}).get("Folders", {})
+        for uri, folder in list(folders.items()):  # OHIF: absolute, or left out if not set up
+            path = (REPO / "orthanc" / folder).resolve()
+            if path.is_dir():
+                folders[uri] = str(path)
+            else:
+                del folders[uri]
         return cfg
 
     def start(self, timeout: float = 30.0) -> None:

@@ -1,0 +1,164 @@
+"""The OHIF viewer shipped in the box, on a study processed by the real pipeline.
+
+`brainxai analyze` (bundled model, Grad-CAM) writes the SC overlays, the float Parametric
+Map and the SR for PGBM-001; the source MR and these objects are uploaded to a real Orthanc
+that serves OHIF (scripts/setup_viewer.sh, ServeFolders at /ohif/) next to its DICOMweb.
+Headless Chromium (Playwright) opens the study: the PM is loaded into the viewport, where
+OHIF fuses it over the MR; the test fails unless the viewport's pixels turn coloured (the MR
+alone is grey). The SC overlay is checked the same way. Screenshots are kept in
+test-artifacts/ (ohif_pm_fusion.png, ohif_sc_overlay.png, ohif_sr.png).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import ARTIFACTS, REPO, OrthancProcess, free_port, study_dir
+from PIL import Image
+
+from plugin.cli import main
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+OHIF = REPO / "var" / "ohif" / "current"
+MODEL = REPO / "models" / "brainxai-densenet169.pt"
+FLAGS = [
+    "--no-sandbox", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+class ViewerOrthanc(OrthancProcess):
+    """Orthanc with the repository's config, without the routing script (nothing is sent)."""
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        cfg["LuaScripts"] = []
+        return cfg
+
+
+@dataclass
+class Processed:
+    orthanc: OrthancProcess
+    study_uid: str
+    prediction: str
+
+
+def coloured_pixels(png: bytes) -> int:
+    """Pixels whose channels differ by more than 60 (greyscale MR has none)."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
+    return int(((rgb.max(axis=2) - rgb.min(axis=2)) > 60).sum())
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processed]:
+    if not (OHIF / "index.html").is_file():
+        pytest.skip("OHIF not set up: bash scripts/setup_viewer.sh (scripts/setup.sh runs it)")
+    if not MODEL.is_file():
+        pytest.skip("bundled model missing")
+    source = study_dir("pgbm-001-t1post")
+    out = tmp_path_factory.mktemp("ohif-analyze")
+    args = ["analyze", str(source), "--out", str(out), "--model", str(MODEL)]
+    assert main([*args, "--methods", "gradcam"]) == 0
+    study = json.loads((out / "summary.json").read_text())["studies"][0]
+    results = sorted(out.rglob("*.dcm"))
+    assert {p.parent.name for p in results} == {"sc", "pm", "sr"}
+    server = ViewerOrthanc(tmp_path_factory.mktemp("ohif-orthanc"), brainxai_port=free_port())
+    server.start()
+    try:
+        server.upload([*sorted(source.iterdir()), *results])
+        yield Processed(server, study["study_instance_uid"], study["prediction"]["class"])
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def page(processed: Processed) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium not installed (apt-get install chromium)")
+    outside: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 900})
+            pg.on("request", lambda r: None if r.url.startswith((processed.orthanc.url, "data:",
+                  "blob:")) else outside.append(r.url))  # fmt: skip
+            pg.goto(
+                f"{processed.orthanc.url}/ohif/viewer.html?StudyInstanceUIDs={processed.study_uid}"
+            )
+            pg.wait_for_selector('text="PMAP"', timeout=90_000)  # the study browser lists the PM
+            # OHIF's first-visit tour covers the viewport once the first image shows
+            with contextlib.suppress(sync_api.TimeoutError):  # no tour: nothing to dismiss
+                pg.click("text=Skip all", timeout=20_000)
+            yield pg
+        finally:
+            browser.close()
+    assert outside == []  # OHIF and the data come from Orthanc only
+
+
+def viewport_png(page: Any) -> bytes:
+    png: bytes = page.locator(".cornerstone-canvas").first.screenshot()
+    return png
+
+
+def wait_for_colour(page: Any, timeout: float, at_least: int) -> int:
+    """Poll the viewport until ``at_least`` coloured pixels show; the last count otherwise."""
+    deadline = time.monotonic() + timeout
+    count = coloured_pixels(viewport_png(page))
+    while count < at_least and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        count = coloured_pixels(viewport_png(page))
+    return count
+
+
+def test_pm_is_fused_in_colour_over_the_mr(page: Any) -> None:
+    page.wait_for_selector(".cornerstone-canvas", timeout=60_000)
+    page.wait_for_timeout(1000)
+    grey = coloured_pixels(viewport_png(page))  # the MR as the hanging protocol shows it
+    page.dblclick('text="PMAP"')  # load the Parametric Map: OHIF overlays it on its source
+    count = wait_for_colour(page, 90, at_least=max(2000, 20 * grey))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ohif_pm_fusion.png"))
+    assert grey < 500, f"the MR alone already has {grey} coloured pixels"
+    assert count >= max(2000, 20 * grey), f"PM layer not rendered: {count} coloured pixels"
+    mr = page.inner_text("body")
+    assert "T1post" in mr  # the source MR is the layer underneath
+
+
+def test_sc_overlay_is_shown(page: Any) -> None:
+    page.dblclick("text=AI overlay")
+    count = wait_for_colour(page, 60, at_least=2000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ohif_sc_overlay.png"))
+    assert count >= 2000, f"SC overlay not rendered: {count} coloured pixels"
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="passes with today's Comprehensive SR, which OHIF renders as text; that OHIF shows "
+    "the finding of the TID 1500 report (branch sr-tid1500) is not verified on this branch",
+)
+def test_sr_finding_is_shown(page: Any, processed: Processed) -> None:
+    before = page.inner_text("body").lower()
+    page.wait_for_selector('text="SR"', timeout=30_000)
+    page.dblclick('text="SR"')  # OHIF's SR viewport
+    finding = processed.prediction.lower()
+    page.wait_for_function(
+        "([c, n]) => document.body.innerText.toLowerCase().split(c).length - 1 > n",
+        arg=[finding, before.count(finding)],
+        timeout=60_000,
+    )  # the SR's finding now shows where it did not before
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ohif_sr.png"))
