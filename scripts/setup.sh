@@ -32,4 +32,7 @@ fi
 .venv/bin/python -m pip install -q -e ".[dev]"
 # Test-only cross-check reference; --no-deps keeps PyPI torchvision out (see pyproject.toml).
 .venv/bin/python -m pip install -q --no-deps "grad-cam==1.5.7"
+# --- OHIF viewer (issue 13): @ohif/app pinned, unpacked under var/ohif/, served by Orthanc ---
+bash scripts/setup_viewer.sh
+# --- end OHIF viewer ---
 echo "setup: done (.venv ready)"

@@ -17,6 +17,7 @@ if [ ! -f "$MARK" ]; then
   if ! command -v npm >/dev/null 2>&1; then
     echo "setup: installing Debian package npm (to fetch the OHIF viewer)"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends npm
   fi
   echo "setup: fetching @ohif/app@$OHIF_VERSION"

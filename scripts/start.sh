@@ -47,6 +47,8 @@ brainxai is running (RESEARCH USE ONLY - NOT FOR DIAGNOSIS).
   Orthanc (send brain MR studies here): $ORTHANC_URL   DICOM: AET ORTHANC, port 4242
   brainxai DICOM node:                  AET BRAINXAI, port 11112 (Orthanc routes MR studies to it)
   brainxai web page and API:            http://127.0.0.1:$API_PORT   token: $(cat var/api-token)
+  OHIF viewer (results over the MR):    $ORTHANC_URL/ohif/
+      one study: $ORTHANC_URL/ohif/viewer.html?StudyInstanceUIDs=<StudyInstanceUID>
   Try it:  .venv/bin/brainxai demo --study ../shared/data/dicom/pgbm-001-t1post
   Logs:    var/orthanc.log, var/brainxai.log      Stop: bash scripts/stop.sh
 MSG
