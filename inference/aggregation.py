@@ -68,6 +68,15 @@ class AggregationOptions:
     # adjacent voting slices, as a share of the image side.
     min_cam_inside: float = 0.3
     max_cam_shift: float = 0.25
+    # notumor is withheld when the slices left out of the vote (skull base, vertex, head
+    # edges, out of scope or distribution) hold a run of at least ``veto_min_slices``
+    # adjacent slices, spanning ``veto_span`` (mm, or slices when positions are indices),
+    # that confidently (>= ``veto_confident``) show one tumour class with the Grad-CAM in
+    # the brain: the part brainxai does not assess may hold a tumour (a skull-base
+    # meningioma, a sellar pituitary tumour), so "no tumour" would not be honest.
+    veto_min_slices: int = 3
+    veto_span: float = 10.0
+    veto_confident: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -214,6 +223,9 @@ def decide_series(
             decisions,
             votes,
         )
+    veto = _excluded_tumour_run(ev, decisions, o, classes)
+    if veto is not None:
+        return SeriesDecision(INDETERMINATE, veto, probabilities, decisions, votes)
     if votes.get(NOTUMOR, 0) >= o.notumor_fraction * len(eligible) and most_tumour < need:
         return SeriesDecision(
             NOTUMOR,
@@ -228,6 +240,50 @@ def decide_series(
         probabilities,
         decisions,
         votes,
+    )
+
+
+def _excluded_tumour_run(
+    ev: SliceEvidence,
+    decisions: Sequence[SliceDecision],
+    o: AggregationOptions,
+    classes: Sequence[str],
+) -> str | None:
+    """Why notumor cannot be claimed, if slices left out of the vote show a tumour run."""
+    probs = np.asarray(ev.probs, dtype=np.float64)
+    pos = np.asarray(ev.position, dtype=np.float64)
+    inside = None if ev.cam_inside is None else np.asarray(ev.cam_inside, np.float64)
+    order = np.argsort(pos)
+    steps = np.diff(pos[order])
+    step = float(np.median(np.abs(steps))) if len(steps) else 1.0
+    best: tuple[float, int, str, str] | None = None
+    run: list[int] = []
+    for i in [int(j) for j in order] + [-1]:  # -1 closes the last run
+        d = decisions[i] if i >= 0 else None
+        k = int(probs[i].argmax()) if i >= 0 else -1
+        hit = (
+            d is not None
+            and not d.eligible
+            and d.reason != "too little head in slice"
+            and classes[k] != NOTUMOR
+            and probs[i, k] >= o.veto_confident
+            and (inside is None or inside[i] >= o.min_cam_inside)
+        )
+        if hit and run and int(probs[run[-1]].argmax()) == k:
+            run.append(i)
+            continue
+        if len(run) >= o.veto_min_slices:
+            span = float(abs(pos[run[-1]] - pos[run[0]])) + step
+            if span >= o.veto_span and (best is None or span > best[0]):
+                where = decisions[run[0]].reason
+                best = (span, len(run), classes[int(probs[run[0]].argmax())], where)
+        run = [i] if hit else []
+    if best is None:
+        return None
+    span, n, cls, where = best
+    return (
+        f"notumor withheld: {n} adjacent slices over {span:.0f} mm that brainxai does not "
+        f"assess ({where}) look confidently like {cls}; a tumour there cannot be ruled out"
     )
 
 
@@ -335,7 +391,9 @@ def decide_study(series: Sequence[SeriesDecision]) -> tuple[str, str, dict[str, 
         for c in valid[0].probabilities:
             probs[c] = float(np.mean([s.probabilities[c] for s in valid]))
     if not decided:
-        return INDETERMINATE, "no series gave a decision", probs
+        why = list(dict.fromkeys(s.reason for s in series))
+        more = f" (+{len(why) - 2} more)" if len(why) > 2 else ""
+        return INDETERMINATE, "no series gave a decision: " + "; ".join(why[:2]) + more, probs
     tumours = {s.label for s in decided if s.label != NOTUMOR}
     if len(tumours) > 1:
         return INDETERMINATE, f"series disagree: {sorted(tumours)}", probs

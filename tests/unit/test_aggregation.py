@@ -112,6 +112,11 @@ def test_study_rule() -> None:
     assert decide_study([s("notumor"), s("notumor")])[0] == "notumor"
     assert decide_study([s("glioma"), s(INDETERMINATE)])[0] == "glioma"
     assert decide_study([])[0] == INDETERMINATE
+    # An undecided study says why its series did not decide.
+    why = SeriesDecision(INDETERMINATE, "only 2 eligible slices (need 3)", {})
+    assert decide_study([why, why])[1] == (
+        "no series gave a decision: only 2 eligible slices (need 3)"
+    )
 
 
 def test_unsupported_sequence_abstains_and_keeps_the_evidence() -> None:
@@ -173,4 +178,28 @@ def test_notumor_needs_enough_of_the_head_assessed() -> None:
     d = decide_series(replace(ev, head_area=area))
     assert d.label == INDETERMINATE
     assert "too little to rule out" in d.reason
+    assert decide_series(ev).label == "notumor"
+
+
+def test_a_confident_tumour_run_in_the_unassessed_part_withholds_notumor() -> None:
+    # 20 axial slices 2 mm apart: the bottom 7 (skull base) are not assessed. A meningioma
+    # there (6 adjacent slices, 12 mm) must not end as "no tumour"; 2 slices (4 mm) may.
+    from dataclasses import replace
+
+    def series(n_meningioma: int) -> SeriesDecision:
+        probs = [M] * n_meningioma + [N] * (20 - n_meningioma)
+        ev = replace(_evidence(probs), position=np.arange(20, dtype=np.float32) * 2)
+        return decide_series(ev)
+
+    withheld = series(6)
+    assert withheld.label == INDETERMINATE
+    assert "notumor withheld" in withheld.reason and "meningioma" in withheld.reason
+    assert "12 mm" in withheld.reason
+    assert series(2).label == "notumor"
+    # Confident slices whose Grad-CAM lies outside the brain do not withhold it.
+    ev = replace(
+        _evidence([M] * 6 + [N] * 14),
+        position=np.arange(20, dtype=np.float32) * 2,
+        cam_inside=np.full(20, 0.1, np.float32),
+    )
     assert decide_series(ev).label == "notumor"
