@@ -1,4 +1,10 @@
-"""Classification metrics computed from labels and probabilities (pure numpy)."""
+"""Classification metrics from labels and probabilities (scikit-learn, plus ECE in numpy).
+
+Conventions kept from the first version: a class nobody predicted has precision 0, a
+class absent from the labels has AUC nan and is left out of macro F1 and macro AUC, and
+an empty label set gives nan summaries and an all-zero confusion matrix. scikit-learn has
+no expected calibration error, so ECE is computed here (equal-width confidence bins).
+"""
 
 from __future__ import annotations
 
@@ -7,48 +13,47 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn import metrics as skm
 
 
 def confusion_matrix(
     labels: NDArray[np.int64], preds: NDArray[np.int64], n: int
 ) -> NDArray[np.int64]:
-    cm = np.zeros((n, n), dtype=np.int64)
-    np.add.at(cm, (labels, preds), 1)
-    return cm
+    """Counts with true class on rows and predicted class on columns, for classes 0..n-1."""
+    if len(labels) == 0:
+        return np.zeros((n, n), dtype=np.int64)
+    return np.asarray(skm.confusion_matrix(labels, preds, labels=np.arange(n)), dtype=np.int64)
 
 
 def binary_auc(scores: NDArray[np.float64], positive: NDArray[np.bool_]) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) formula, ties averaged; nan if one class."""
+    """ROC AUC (ties count one half); nan when only one class is present."""
     n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if n_pos == 0 or n_pos == len(positive):
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(skm.roc_auc_score(positive, scores))
+
+
+def roc_curve(
+    scores: NDArray[np.float32], positive: NDArray[np.bool_]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(false positive rate, true positive rate) points of the ROC curve, from (0, 0)."""
+    fpr, tpr, _ = skm.roc_curve(positive, scores, drop_intermediate=False)
+    return np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
 
 
 def expected_calibration_error(
     probs: NDArray[np.float32], labels: NDArray[np.int64], n_bins: int = 15
 ) -> float:
     """ECE over equal-width confidence bins of the top-class probability."""
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
+    conf = probs.max(axis=1).astype(np.float64)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        sel = bins == b
-        if sel.any():
-            ece += sel.mean() * abs(float(correct[sel].mean()) - float(conf[sel].mean()))
-    return float(ece)
+    count = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(
+        np.bincount(bins, weights=correct, minlength=n_bins)
+        - np.bincount(bins, weights=conf, minlength=n_bins)
+    )
+    return float(gap[count > 0].sum() / max(1, len(conf)))
 
 
 def classification_metrics(
@@ -62,31 +67,32 @@ def classification_metrics(
     pred = p.argmax(axis=1)
     n = len(classes)
     cm = confusion_matrix(y, pred, n)
-    per_class: dict[str, dict[str, float]] = {}
-    f1s, aucs = [], []
-    for c, name in enumerate(classes):
-        tp = float(cm[c, c])
-        prec = tp / cm[:, c].sum() if cm[:, c].sum() else 0.0
-        rec = tp / cm[c, :].sum() if cm[c, :].sum() else 0.0
-        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-        auc = binary_auc(p[:, c].astype(np.float64), y == c)
-        per_class[name] = {
-            "precision": prec,
-            "recall": rec,
-            "f1": f1,
-            "support": int(cm[c, :].sum()),
-            "auc": auc,
+    if len(y):
+        prec, rec, f1, _ = skm.precision_recall_fscore_support(
+            y, pred, labels=np.arange(n), zero_division=0.0
+        )
+    else:
+        prec = rec = f1 = np.zeros(n)
+    support = cm.sum(axis=1)
+    aucs = [binary_auc(p[:, c].astype(np.float64), y == c) for c in range(n)]
+    per_class = {
+        name: {
+            "precision": float(prec[c]),
+            "recall": float(rec[c]),
+            "f1": float(f1[c]),
+            "support": int(support[c]),
+            "auc": aucs[c],
         }
-        if cm[c, :].sum():
-            f1s.append(f1)
-        if not np.isnan(auc):
-            aucs.append(auc)
+        for c, name in enumerate(classes)
+    }
+    present = [float(f1[c]) for c in range(n) if support[c]]
+    finite_aucs = [a for a in aucs if not np.isnan(a)]
     return {
         "classes": list(classes),
         "n": int(len(y)),
-        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-        "macro_f1": float(np.mean(f1s)) if f1s else float("nan"),
-        "macro_auc": float(np.mean(aucs)) if aucs else float("nan"),
+        "accuracy": float(skm.accuracy_score(y, pred)) if len(y) else float("nan"),
+        "macro_f1": float(np.mean(present)) if present else float("nan"),
+        "macro_auc": float(np.mean(finite_aucs)) if finite_aucs else float("nan"),
         "ece": expected_calibration_error(p, y) if len(y) else float("nan"),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),

@@ -4,6 +4,11 @@ Embedded default: a local SQLite store (``sqlite:///<data_dir>/mlflow.db``);
 ``MLFLOW_TRACKING_URI`` points it at a server instead. Models are logged as pyfunc with the
 bundle file as an artifact and registered as ``brainxai-densenet169``; the ``champion``
 alias moves only when a new version beats the current champion's validation accuracy.
+
+One place for each MLflow concern: ``tracking_run`` is the only caller of
+``mlflow.set_tracking_uri`` (runs and ``log_model`` use MLflow's fluent API); everything
+else talks to the store through ``registry_client(uri)``. Aliases are read here only
+(``alias_version``, ``list_versions``); the plugin's model service calls these.
 """
 
 from __future__ import annotations
@@ -34,6 +39,36 @@ def _mlflow() -> Any:
     import mlflow
 
     return mlflow
+
+
+def _mlflow_exception() -> type[Exception]:
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
+
+
+def registry_client(tracking_uri: str | None = None) -> Any:
+    """An MlflowClient on TRACKING_URI (tracking and registry); None = the active run's."""
+    if tracking_uri is None:
+        return _mlflow().MlflowClient()
+    return _mlflow().MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _champion(client: Any) -> Any | None:
+    """The model version the ``champion`` alias points at, or None."""
+    try:
+        return client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    except _mlflow_exception():
+        return None
+
+
+def alias_version(tracking_uri: str, alias: str = CHAMPION) -> str:
+    """The registered version ALIAS points at; ModelError when there is none."""
+    try:
+        mv = registry_client(tracking_uri).get_model_version_by_alias(MODEL_NAME, alias)
+    except (_mlflow_exception(), OSError) as exc:
+        raise ModelError(f"no '{alias}' version of {MODEL_NAME} in the registry") from exc
+    return str(mv.version)
 
 
 class MlflowTracker:
@@ -117,7 +152,7 @@ def log_bundle(bundle_path: Path, val_accuracy: float) -> RegisteredVersion:
         registered_model_name=MODEL_NAME,
     )
     version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
+    client = registry_client()
     client.set_model_version_tag(MODEL_NAME, version, "val_accuracy", f"{val_accuracy:.6f}")
     client.set_model_version_tag(MODEL_NAME, version, "bundle_sha256", sha)
     client.set_model_version_tag(MODEL_NAME, version, "bundle_version", clf.version)
@@ -126,14 +161,9 @@ def log_bundle(bundle_path: Path, val_accuracy: float) -> RegisteredVersion:
 
 
 def _maybe_promote(client: Any, version: str, val_accuracy: float) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        current = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
-        best = float(current.tags.get("val_accuracy", "-1"))
-        checked = REAL_HARMFUL in current.tags
-    except MlflowException:
-        best, checked = -1.0, False
+    current = _champion(client)
+    best = -1.0 if current is None else float(current.tags.get("val_accuracy", "-1"))
+    checked = current is not None and REAL_HARMFUL in current.tags
     if checked:
         # The champion passed the real-study check: a new version must pass it too
         # (``evaluate-studies --tag-model``, then ``models --promote``).
@@ -156,7 +186,7 @@ def log_plots(labels: NDArray[np.int64], probs: NDArray[np.float32], classes: li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from inference.metrics import confusion_matrix
+    from inference.metrics import confusion_matrix, roc_curve
 
     mlflow = _mlflow()
     cm = confusion_matrix(labels, probs.argmax(1), len(classes))
@@ -172,7 +202,7 @@ def log_plots(labels: NDArray[np.int64], probs: NDArray[np.float32], classes: li
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 4))
     for k, name in enumerate(classes):
-        fpr, tpr = _roc(probs[:, k], labels == k)
+        fpr, tpr = roc_curve(probs[:, k], labels == k)
         ax.plot(fpr, tpr, label=name)
     ax.plot([0, 1], [0, 1], "k--", lw=0.5)
     ax.set_xlabel("false positive rate")
@@ -180,15 +210,6 @@ def log_plots(labels: NDArray[np.int64], probs: NDArray[np.float32], classes: li
     ax.legend()
     mlflow.log_figure(fig, "roc.png")
     plt.close(fig)
-
-
-def _roc(scores: NDArray[np.float32], pos: NDArray[np.bool_]) -> tuple[NDArray[Any], NDArray[Any]]:
-    order = np.argsort(-scores)
-    tp = np.cumsum(pos[order])
-    fp = np.cumsum(~pos[order])
-    tpr = np.concatenate([[0.0], tp / max(1, pos.sum())])
-    fpr = np.concatenate([[0.0], fp / max(1, (~pos).sum())])
-    return fpr, tpr
 
 
 REAL_RIGHT = "real_check_right"
@@ -201,7 +222,7 @@ def tag_real_check(
 ) -> str:
     """Record a real-study development check on the bundle's registered version."""
     version = ensure_bundled_registered(tracking_uri, bundle_path)
-    client = _mlflow().MlflowClient()
+    client = registry_client(tracking_uri)
     for key, value in ((REAL_RIGHT, right), (REAL_HARMFUL, harmful), (REAL_STUDIES, studies)):
         client.set_model_version_tag(MODEL_NAME, version, key, str(int(value)))
     return version
@@ -214,18 +235,11 @@ def promote_if_not_worse(tracking_uri: str, version: str) -> tuple[bool, str]:
     no more harmful outcomes and no fewer right ones than the champion's (a champion
     without a real-study check counts as unchecked, not as good).
     """
-    mlflow = _mlflow()
-    mlflow.set_tracking_uri(tracking_uri)
-    from mlflow.exceptions import MlflowException
-
-    client = mlflow.MlflowClient()
+    client = registry_client(tracking_uri)
     tags = dict(client.get_model_version(MODEL_NAME, version).tags)
     if REAL_HARMFUL not in tags:
         return False, f"version {version} has no real-study check (evaluate-studies --tag-model)"
-    try:
-        champ = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
-    except MlflowException:
-        champ = None
+    champ = _champion(client)
     if champ is not None and str(champ.version) != version:
         ct = dict(champ.tags)
         worse = _worse_than(tags, ct)
@@ -250,14 +264,11 @@ def _worse_than(cand: dict[str, str], champ: dict[str, str]) -> str:
 def ensure_bundled_registered(tracking_uri: str, bundle_path: Path = BUNDLED_MODEL) -> str:
     """Register the repository's bundled model once (matched by file hash); its version."""
     mlflow = _mlflow()
-    mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient()
+    client = registry_client(tracking_uri)
     sha = file_sha256(bundle_path)
-    from mlflow.exceptions import MlflowException
-
     try:
         versions = client.search_model_versions(f"name='{MODEL_NAME}'")
-    except MlflowException:
+    except _mlflow_exception():
         versions = []
     for v in versions:
         if v.tags.get("bundle_sha256") == sha:
@@ -282,15 +293,15 @@ def resolve_model(ref: str | None, tracking_uri: str | None = None) -> Path:
         if not p.is_file():
             raise ModelError(f"model file not found: {ref}")
         return p
-    mlflow = _mlflow()
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    from mlflow.exceptions import MlflowException
+    import mlflow.artifacts
 
     dest = Path(tempfile.mkdtemp(prefix="brainxai-model-"))
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(dest))
-    except MlflowException as exc:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=ref, dst_path=str(dest), tracking_uri=tracking_uri,
+            registry_uri=tracking_uri,
+        )  # fmt: skip
+    except _mlflow_exception() as exc:
         raise ModelError(f"cannot resolve {ref}: {exc}") from exc
     found = sorted(Path(local).rglob("*.pt"))
     if not found:
@@ -300,15 +311,11 @@ def resolve_model(ref: str | None, tracking_uri: str | None = None) -> Path:
 
 def list_versions(tracking_uri: str) -> list[dict[str, Any]]:
     """Registered versions with their tags and aliases (newest first)."""
-    mlflow = _mlflow()
-    mlflow.set_tracking_uri(tracking_uri)
-    from mlflow.exceptions import MlflowException
-
-    client = mlflow.MlflowClient()
+    client = registry_client(tracking_uri)
     try:
         versions = client.search_model_versions(f"name='{MODEL_NAME}'")
         aliases = dict(client.get_registered_model(MODEL_NAME).aliases or {})
-    except MlflowException:
+    except _mlflow_exception():
         return []
     rows = [
         {
@@ -326,10 +333,8 @@ def load_model(ref: str | None, tracking_uri: str | None = None, register: bool 
     """Load a Classifier for REF; the bundled model is registered in MLflow on first use."""
     path = resolve_model(ref, tracking_uri)
     if ref in (None, "", "bundled") and register and tracking_uri:
-        from mlflow.exceptions import MlflowException
-
         try:
             ensure_bundled_registered(tracking_uri, path)
-        except (MlflowException, OSError) as exc:
+        except (_mlflow_exception(), OSError) as exc:
             log.warning("bundled model not registered in MLflow: %s", exc)
     return load_bundle(path)

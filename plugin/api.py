@@ -66,6 +66,7 @@ class ApiContext:
     models: ModelService
     jobs: JobStoreLike | None = None
     jobs_path: Path | None = None  # file or folder whose writability /readyz checks
+    metrics_registry: metrics.Registry = field(default_factory=lambda: metrics.REGISTRY)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -117,18 +118,20 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     )
     app.state.context = ctx
     app.state.settings = settings
+    registry = ctx.metrics_registry
     app.add_middleware(RequestGuard, limited_path=PREDICT_PATH,
-                       max_body=settings.max_upload_bytes)  # fmt: skip
+                       max_body=settings.max_upload_bytes, registry=registry)  # fmt: skip
     _install_error_handlers(app)
     if ctx.jobs is not None:
         store = ctx.jobs
-        metrics.set_jobs_source(lambda: job_counts(store))
+        registry.set_jobs_source(lambda: job_counts(store))
+    registry.set_model_source(ctx.models.identity)
     auth = [Depends(bearer_dependency(token))]
     app.include_router(_public_router(settings, ctx))
     app.include_router(_predict_router(settings, ctx), dependencies=auth)
     app.include_router(_jobs_router(ctx), dependencies=auth)
     app.include_router(_models_router(ctx), dependencies=auth)
-    app.include_router(_metrics_router(), dependencies=auth)
+    app.include_router(_metrics_router(registry), dependencies=auth)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
@@ -284,7 +287,7 @@ def _version_row(v: dict[str, Any], current: LoadedModel) -> RegisteredModelVers
     )  # fmt: skip
 
 
-def _metrics_router() -> APIRouter:
+def _metrics_router(registry: metrics.Registry) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get(
@@ -297,7 +300,7 @@ def _metrics_router() -> APIRouter:
     )
     def prometheus() -> PlainTextResponse:
         """Prometheus text exposition (bearer token required)."""
-        return PlainTextResponse(metrics.render(), media_type=metrics.CONTENT_TYPE)
+        return PlainTextResponse(registry.render(), media_type=metrics.CONTENT_TYPE)
 
     return router
 

@@ -12,14 +12,15 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plugin import metrics
+from plugin.metrics import Registry
 
 MULTIPART_OVERHEAD = 64 * 1024  # headers, boundaries and small form fields
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, limited_path: str, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, limited_path: str, max_body: int, registry: Registry) -> None:
         self.app = app
+        self.registry = registry
         self.limited_path = limited_path
         self.max_body = max_body + MULTIPART_OVERHEAD
 
@@ -42,7 +43,7 @@ class RequestGuard:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            metrics.inc_http(template, scope.get("method", ""), status["code"])
+            self.registry.inc_http(template, scope.get("method", ""), status["code"])
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         length = _content_length(scope)

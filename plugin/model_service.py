@@ -23,8 +23,7 @@ from typing import Any
 from inference import MODEL_NAME
 from inference.bundle import Classifier, load_bundle
 from inference.errors import ModelError
-from inference.registry import CHAMPION, file_sha256, resolve_model
-from plugin import metrics
+from inference.registry import CHAMPION, alias_version, file_sha256, list_versions, resolve_model
 from plugin.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,12 +107,6 @@ class RegistryListing:
     error: str | None
 
 
-def _mlflow_client(tracking_uri: str) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
 def _mlflow_errors() -> tuple[type[BaseException], ...]:
     from mlflow.exceptions import MlflowException
 
@@ -153,6 +146,11 @@ class ModelService:
         self._set(model)
         return model
 
+    def identity(self) -> tuple[str, str] | None:
+        """(model name, bundle version) of the current model, None before one is loaded."""
+        model = self._current
+        return None if model is None else (model.origin.name, model.origin.version)
+
     def current(self) -> LoadedModel:
         model = self._current
         if model is None:
@@ -164,7 +162,7 @@ class ModelService:
         if not self._reloading.acquire(blocking=False):
             raise ModelError("a reload is already in progress")
         try:
-            version = self._alias_version(alias)
+            version = alias_version(self._tracking_uri, alias)
             model = self._load(f"models:/{MODEL_NAME}/{version}", registry_version=version)
             previous = self._current
             self._set(model)
@@ -176,39 +174,12 @@ class ModelService:
 
     def list_registered(self) -> RegistryListing:
         """Registered versions of brainxai-densenet169 (newest first), or why not."""
-        from inference.registry import list_versions
-
         try:
             rows = list_versions(self._tracking_uri)
-            if rows:
-                rows = self._with_aliases(rows)
         except _mlflow_errors() as exc:
             log.warning("cannot list registered models: %s", exc)
             return RegistryListing([], f"model registry unavailable: {type(exc).__name__}")
         return RegistryListing(rows, None)
-
-    def _with_aliases(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """search_model_versions leaves aliases empty; the registered model has them."""
-        model = _mlflow_client(self._tracking_uri).get_registered_model(MODEL_NAME)
-        by_version: dict[str, list[str]] = {}
-        for alias, version in (getattr(model, "aliases", None) or {}).items():
-            by_version.setdefault(str(version), []).append(str(alias))
-        return [
-            {
-                **r,
-                "aliases": sorted(
-                    set(r.get("aliases", [])) | set(by_version.get(r["version"], []))
-                ),
-            }
-            for r in rows
-        ]
-
-    def _alias_version(self, alias: str) -> str:
-        try:
-            mv = _mlflow_client(self._tracking_uri).get_model_version_by_alias(MODEL_NAME, alias)
-        except _mlflow_errors() as exc:
-            raise ModelError(f"no '{alias}' version of {MODEL_NAME} in the registry") from exc
-        return str(mv.version)
 
     def _load(self, ref: str | None, registry_version: str | None = None) -> LoadedModel:
         try:
@@ -224,7 +195,6 @@ class ModelService:
     def _set(self, model: LoadedModel) -> None:
         with self._swap:
             self._current = model
-        metrics.set_model(model.origin.name, model.origin.version)
 
 
 def _describe(ref: str) -> str:

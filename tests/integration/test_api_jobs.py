@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from api_support import AUTH, make_settings
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from plugin import metrics
 from plugin.api import ApiContext, create_app
@@ -71,11 +72,20 @@ def test_metrics_count_jobs_by_state_without_uids(setup: tuple[TestClient, JobSt
     r = client.get("/metrics", headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
-    assert 'brainxai_jobs{state="failed"} 1' in text
-    assert 'brainxai_jobs{state="received"} 1' in text
-    assert 'brainxai_stage_seconds_bucket{stage="inference",le="0.1"}' in text
-    assert "brainxai_received_instances_total" in text
-    assert 'route="/v1/jobs/{job_id}",method="GET",status="200"' in text  # template, not id
+    found = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert found[("brainxai_jobs", frozenset({("state", "failed")}))] == 1
+    assert found[("brainxai_jobs", frozenset({("state", "received")}))] == 1
+    assert (
+        "brainxai_stage_seconds_bucket",
+        frozenset({("stage", "inference"), ("le", "0.1")}),
+    ) in found
+    assert ("brainxai_received_instances_total", frozenset()) in found
+    route = {("route", "/v1/jobs/{job_id}"), ("method", "GET"), ("status", "200")}
+    assert found[("brainxai_http_requests_total", frozenset(route))] >= 1  # template, not id
     assert STUDY_A not in text and STUDY_B not in text and job.id not in text
 
 
