@@ -15,9 +15,10 @@
   replaces the earlier copy atomically (temp file + rename), so a good copy is never lost.
   A crash mid-write can only leave a partial file the sender was never told was stored;
   the reader refuses it with a reason and a re-send replaces it.
-- TCP_NODELAY is set on every accepted socket (see dicom_io.network), and the DUL
-  reactor's idle poll is shortened (``loop_delay``): pynetdicom sleeps 1 ms by default
-  whenever no event is queued, which costs a millisecond or more per instance.
+- TCP_NODELAY is set on every accepted socket (see dicom_io.network). pynetdicom's DUL
+  reactor keeps its own 1 ms idle poll: it has no public setting, and shortening it
+  (0.2 ms) changed nothing measurable (storescu, 128 instances, fsync on: 88 vs 91
+  instances/s, medians of 9 runs).
 
 Only UIDs are logged, never patient data.
 """
@@ -82,7 +83,6 @@ class ScpOptions:
     fsync: bool = True
     tcp_nodelay: bool = True  # False only to measure its effect (bench)
     max_pdu: int = 0  # 0 = unlimited (PS3.8 D.1)
-    loop_delay: float = 0.0002  # DUL reactor idle poll, seconds (pynetdicom's default 0.001)
     min_free_bytes: int = 0  # refuse instances (out of resources) below this much free space
 
 
@@ -216,9 +216,6 @@ class StoreScp:
         handle_first(event.assoc, evt.EVT_DIMSE_RECV, answer_store_without_instance_uid)
         if self.options.tcp_nodelay:
             set_tcp_nodelay(event)
-        if self.options.loop_delay > 0:
-            # pynetdicom's DUL reactor sleeps this long whenever its event queue is empty
-            event.assoc.dul._run_loop_delay = self.options.loop_delay
 
     def _handle_store(self, event: evt.Event) -> int:
         assoc_id = id(event.assoc)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from io import BytesIO
 
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
@@ -43,10 +43,9 @@ def test_same_bytes_as_pydicom(sop_uid: str, aet: str) -> None:
 
 def test_pydicom_reads_it_back() -> None:
     raw = encode_file_meta("1.2.840.10008.5.1.4.1.1.4", "1.2.3.45", "1.2.840.10008.1.2", "A")
-    fp = BytesIO(raw)
-    read_preamble(fp, force=False)
-    meta = _read_file_meta_info(fp)
+    ds = dcmread(BytesIO(raw))  # public reader: preamble, File Meta, then the data set
+    meta = ds.file_meta
     assert meta.MediaStorageSOPInstanceUID == "1.2.3.45"
     assert meta.TransferSyntaxUID == "1.2.840.10008.1.2"
     assert meta.FileMetaInformationGroupLength == len(raw) - len(PREAMBLE) - 12
-    assert fp.read() == b""
+    assert len(ds) == 0  # the group length ends the meta exactly where the bytes end

@@ -1,13 +1,22 @@
-"""The highdicom warm-up loads the standard tables (a second call is then cached)."""
+"""The highdicom warm-up leaves no standard table to load for the first result object."""
 
 from __future__ import annotations
 
-from highdicom import _standard_utils as standard
+import pkgutil
+
+import pytest
 
 from dicom_io.warmup import warm_up
 
 
-def test_warm_up_fills_the_caches() -> None:
-    warm_up()
-    assert standard.get_module_attribute_map.cache_info().currsize == 1
-    assert warm_up() < 1.0  # cached: no second load
+def test_after_warm_up_no_table_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert warm_up() >= 0.0
+    read: list[str] = []
+
+    def refuse(package: str, resource: str) -> bytes:
+        read.append(f"{package}/{resource}")
+        raise AssertionError(f"{package}/{resource} read after the warm-up")
+
+    monkeypatch.setattr(pkgutil, "get_data", refuse)
+    warm_up()  # builds the same Secondary Capture again: every table comes from the cache
+    assert read == []
