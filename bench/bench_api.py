@@ -24,7 +24,11 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "brain-tumor-mri" / "Training" / "glioma"
+sys.path.insert(0, str(REPO))
+
+from tests.shared_data import SHARED_DATA  # noqa: E402
+
+DEFAULT_IMAGE = SHARED_DATA / "brain-tumor-mri" / "Training" / "glioma"
 TARGET_P50_MS = 150.0
 
 

@@ -33,8 +33,9 @@ from explain.attribution import explain  # noqa: E402
 from explain.options import ExplainOptions  # noqa: E402
 from inference.bundle import BUNDLED_MODEL, load_bundle  # noqa: E402
 from inference.model import build_network, split_forward  # noqa: E402
+from tests.shared_data import SHARED_DATA  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
+DATA = SHARED_DATA / "brain-tumor-mri" / "Training"
 
 
 def _model() -> tuple[torch.nn.Module, int, str]:

@@ -33,7 +33,6 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "dicom"
 sys.path.insert(0, str(REPO))
 
 from dicom_io.pydicom_settings import configure_pydicom  # noqa: E402
@@ -42,6 +41,7 @@ from plugin.assembly import StudyAssembler  # noqa: E402
 from plugin.job_store import JobState, JobStore  # noqa: E402
 from plugin.service import Service, load_processor  # noqa: E402
 from plugin.settings import Settings  # noqa: E402
+from tests.shared_data import DICOM as DATA  # noqa: E402
 
 NODELAY_ENV = {**os.environ, "TCP_NODELAY": "1"}
 

@@ -1,4 +1,11 @@
-"""Shared test helpers: where the shared data lives, and skips when it is absent."""
+"""Shared test helpers: the bundled model, the test tiers, the shared data (tests.shared_data).
+
+Tiers (scripts/test.sh): everything under tests/integration (real Orthanc, network, MLflow
+stores, browser) and tests/fuzz (the shared DICOM data mutated and fed to the reader,
+writers and a real SCP over DICOM associations; half a minute of CPU) is marked
+``integration`` here, so ``-m "not integration and not slow"`` is the fast tier: tests/unit,
+no services, no model training, no shared data.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +14,21 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("BRAINXAI_SHARED_DATA", REPO.parent / "shared" / "data"))
+from tests.shared_data import REPO, SHARED_DATA, shared
+
+__all__ = ["BUNDLED_MODEL", "REPO", "SHARED_DATA", "shared"]
+
 BUNDLED_MODEL = REPO / "models" / "brainxai-densenet169.pt"
+INTEGRATION_DIRS = tuple(Path(__file__).resolve().parent / d for d in ("integration", "fuzz"))
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
-def shared(*parts: str) -> Path:
-    """A path under ../shared/data, or skip the test with a clear reason if it is absent."""
-    p = SHARED_DATA.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"shared data not available: {p} (expected ../shared/data beside the repo)")
-    return p
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration and tests/fuzz as ``integration``."""
+    for item in items:
+        if any(d in item.path.parents for d in INTEGRATION_DIRS):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import shutil
 import struct
 import tempfile
@@ -54,10 +53,8 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 
 from inference.errors import BrainxaiError
+from tests.shared_data import DICOM, REPO
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = Path(os.environ.get("BRAINXAI_SHARED_DATA", REPO.parent / "shared" / "data"))
-DICOM = SHARED_DATA / "dicom"
 PGBM = DICOM / "pgbm-001-t1post"
 TS_SAMPLES = DICOM / "transfer-syntaxes"
 

@@ -38,10 +38,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-pytestmark = pytest.mark.skipif(
-    not fz.shared_data_available(),
-    reason=f"shared DICOM data not available: {fz.DICOM} (expected ../shared/data)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not fz.shared_data_available(),
+        reason=f"shared DICOM data not available: {fz.DICOM} (BRAINXAI_SHARED_DATA)",
+    ),
+]
 
 SCALE = float(os.environ.get("BRAINXAI_FUZZ_SCALE", "1"))
 HEALTH = [

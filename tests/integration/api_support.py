@@ -23,11 +23,11 @@ from plugin.api import ApiContext, create_app
 from plugin.job_store import JobStore
 from plugin.model_service import ModelService
 from plugin.settings import Settings
+from tests.shared_data import SHARED_DATA
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def model_path() -> Path:

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = REPO.parent / "shared" / "data"
+from tests.shared_data import REPO, shared
+
 ORTHANC_BIN = Path("/usr/sbin/Orthanc")
 ORTHANC_CONFIG = REPO / "orthanc" / "orthanc.json"
 ARTIFACTS = REPO / "test-artifacts"
@@ -52,10 +52,7 @@ def wait_until(
 
 
 def study_dir(name: str) -> Path:
-    path = DATA / "dicom" / name
-    if not path.is_dir():
-        pytest.skip(f"shared data not available: {path} (expected ../shared/data)")
-    return path
+    return shared("dicom", name)
 
 
 @dataclass

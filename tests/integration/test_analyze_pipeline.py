@@ -19,6 +19,8 @@ from plugin.cli import main
 from tests.conftest import shared
 from tests.integration.test_dicom_writers import dciodvfy_errors
 
+pytestmark = pytest.mark.slow  # four real series through the whole analysis: minutes
+
 TUMOUR = {"glioma", "meningioma", "pituitary"}
 
 

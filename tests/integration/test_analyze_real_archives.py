@@ -22,6 +22,8 @@ from plugin.cli import main
 from tests.conftest import BUNDLED_MODEL, shared
 from tests.integration.test_dicom_writers import dciodvfy_errors
 
+pytestmark = pytest.mark.slow  # real archives through the whole analysis: minutes
+
 M025_DESCRIPTION = "Neuronavigatore T1 MPRAGE TRA"
 CLASSES = {"glioma", "meningioma", "notumor", "pituitary", "indeterminate"}
 

@@ -14,8 +14,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dicom_io.reader import ReaderOptions, read_bytes, read_paths
 from dicom_io.series_selection import load_rules, select_series
+from tests.shared_data import DICOM
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dicom"
+DATA = DICOM
 
 
 def shared(name: str) -> Path:

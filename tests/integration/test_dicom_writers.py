@@ -33,8 +33,9 @@ from dicom_io.series import Series
 from dicom_io.series_selection import select_series
 from dicom_io.structured_report import SkippedSeries, build_report
 from inference.aggregation import SeriesDecision, SliceDecision
+from tests.shared_data import DICOM
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dicom"
+DATA = DICOM
 CTX = ResultContext(model_version="9.9.9-test")
 SOURCES = {
     "pgbm": "pgbm-001-t1post",
