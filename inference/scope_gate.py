@@ -20,6 +20,11 @@ from inference.preprocessing import Preprocessed
 MIN_HEAD_FRACTION = 0.08  # share of the image covered by the head mask
 COLOUR_CHROMA = 30.0  # max-min over RGB (0-255 scale) for a pixel to count as coloured
 COLOUR_SHARE = 0.02  # coloured pixel share above which the image is a colour image
+# A single image must be more likely in scope than out: the detector's own threshold is
+# set to keep 95 % of in-scope slices of a *series*, whose slices are also excluded by
+# their place in the head; a single image has no place, so the gate is stricter
+# (measured: 2.9 % of 240 JPEG validation images refused at 0.5, 2.5 % at 0.33).
+SINGLE_IMAGE_MIN_SCOPE = 0.5
 
 
 def colour_share(image: NDArray[Any]) -> float:
@@ -49,9 +54,10 @@ def out_of_scope_reason(
         )
     if pred.in_scope is not None and clf.scope is not None:
         p = float(pred.in_scope[index])
-        if p < clf.scope.threshold:
+        threshold = max(clf.scope.threshold, SINGLE_IMAGE_MIN_SCOPE)
+        if p < threshold:
             return (
                 "outside the classifier's scope: looks like skull base, vertex or the edge of "
-                f"the head (in-scope probability {p:.2f} < {clf.scope.threshold:.2f})"
+                f"the head (in-scope probability {p:.2f} < {threshold:.2f})"
             )
     return None
