@@ -10,6 +10,7 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 WORKDIR /opt/brainxai
 COPY pyproject.toml README.md ./
+COPY vocabulary ./vocabulary
 COPY inference ./inference
 COPY explain ./explain
 COPY dicom_io ./dicom_io

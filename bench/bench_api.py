@@ -1,6 +1,6 @@
 """Throughput and latency of POST /v1/predict (Grad-CAM) at 1 and 4 concurrent clients.
 
-Starts ``uvicorn --factory plugin.api:app_factory`` on a free 127.0.0.1 port in a
+Starts ``uvicorn --factory plugin.api.app:app_factory`` on a free 127.0.0.1 port in a
 subprocess (temporary data folder, random token), warms it up, then each client thread
 posts the same image in a loop. Prints requests/s and p50/p95 latency; no assertions.
 
@@ -45,7 +45,7 @@ def start_server(
                BRAINXAI_ORTHANC_URL=f"http://127.0.0.1:{free_port()}")  # fmt: skip
     if model:
         env["BRAINXAI_MODEL"] = model
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "plugin.api:app_factory",
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "plugin.api.app:app_factory",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=REPO)
     deadline = time.monotonic() + 120

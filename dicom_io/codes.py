@@ -13,7 +13,7 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
-from inference import CLASSES
+from vocabulary.identity import CLASSES
 
 SCHEME = "99BRAINXAI"
 

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.valuerep import DSfloat
 
 from dicom_io.sanitise import repaired_age
-from inference import MODEL_NAME
+from vocabulary.identity import MODEL_NAME
 
 DISCLAIMER = "RESEARCH USE - NOT FOR DIAGNOSIS"  # ASCII: DICOM text in the default repertoire
 BURNED_IN_DISCLAIMER = "RESEARCH USE \u2014 NOT FOR DIAGNOSIS"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from inference.errors import DicomError
+from vocabulary.errors import DicomError
 
 log = logging.getLogger(__name__)
 

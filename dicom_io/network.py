@@ -24,7 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from inference.errors import DicomError, NetworkError
+from vocabulary.errors import DicomError, NetworkError
 
 log = logging.getLogger(__name__)
 

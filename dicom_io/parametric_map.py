@@ -45,7 +45,7 @@ from dicom_io.context import (
 from dicom_io.sanitise import element_problem, record, sanitise_source, values_of
 from dicom_io.series import Series
 from dicom_io.uids import instance_uid, series_uid
-from inference.errors import InputError
+from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pydicom.pixels.processing import apply_modality_lut
 from pydicom.uid import UID
 
 from dicom_io.series import Orientation, Series, Slice, Vector3, slice_normal
-from inference.errors import DicomError
+from vocabulary.errors import DicomError
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from pydicom.valuerep import DA, DT, MAX_VALUE_LEN, TM, VALIDATORS, format_number_as_ds
 
-from inference.errors import BrainxaiError
+from vocabulary.errors import BrainxaiError
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from dicom_io.sanitise import SanitisedSource, record, sanitise_source
 from dicom_io.series import Orientation, Series, Slice
 from dicom_io.uids import derived_uid, series_uid
 from explain.rendering import add_text
-from inference.errors import InputError
+from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
 

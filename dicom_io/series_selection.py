@@ -4,7 +4,7 @@ Checks run in a fixed order and the first failing one gives the reason: our own 
 (so results routed back never loop), modality, SOP class, localizers, Siemens mosaics,
 excluded derived image kinds (by ImageType value, PS3.3 C.7.6.1.1.2 / C.8.13.1.1.1; DERIVED as
 such is accepted), configurable include/exclude rules, body part, slice geometry, slice count
-and imaging plane. The defaults are documented in plugin/selection_rules.yaml.
+and imaging plane. The defaults are documented in dicom_io/selection_rules.yaml.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dicom_io.series import MR_IMAGE_SOP_CLASSES, Series
-from inference.errors import InputError
+from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "plugin" / "selection_rules.yaml"
+DEFAULT_RULES_FILE = Path(__file__).resolve().parent / "selection_rules.yaml"
 _EDGE = r"(?<![A-Z0-9])"
 _END = r"(?![A-Z0-9])"
 
@@ -282,7 +282,7 @@ class _RulesFile(BaseModel):
 
 
 def load_rules(path: Path | str | None = None) -> SelectionRules:
-    """Rules from a YAML file; None reads plugin/selection_rules.yaml (or built-in defaults).
+    """Rules from a YAML file; None reads dicom_io/selection_rules.yaml (or built-in defaults).
 
     Keys left out of the file keep their defaults; unknown keys are an error.
     """

@@ -46,7 +46,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_io.file_meta import encode_file_meta
 from dicom_io.network import MR_STORAGE_CLASSES, is_valid_uid, set_tcp_nodelay
-from inference.errors import BrainxaiError, NetworkError
+from vocabulary.errors import BrainxaiError, NetworkError
 
 log = logging.getLogger(__name__)
 

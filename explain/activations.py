@@ -10,8 +10,8 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from explain.network import as_batch, evaluating
-from inference.errors import InputError
+from explain.model_access import as_batch, evaluating
+from vocabulary.errors import InputError
 
 DEFAULT_LAYER = "class_layers.relu"  # DenseNet169's final ReLU (what Grad-CAM uses)
 

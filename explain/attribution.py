@@ -17,9 +17,9 @@ from numpy.typing import NDArray
 from torch import nn
 
 from explain import cam, gradients, occlusion
-from explain.network import as_batch, as_targets, evaluating, logits_of, to_numpy
+from explain.model_access import as_batch, as_targets, evaluating, logits_of, to_numpy
 from explain.options import CAM_METHODS, METHODS, ExplainOptions
-from inference.errors import InputError
+from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from explain.network import trunk_features, upsample
+from explain.model_access import trunk_features, upsample
 from inference.model import head_forward
 
 EPS = 1e-7

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from explain.network import target_probability
+from explain.model_access import target_probability
 from explain.options import ExplainOptions
 
 

@@ -24,10 +24,10 @@ from scipy import ndimage, stats
 from torch import nn
 
 from explain.attribution import Attribution, explain
-from explain.network import as_batch, as_targets, evaluating, target_probability
+from explain.model_access import as_batch, as_targets, evaluating, target_probability
 from explain.options import ExplainOptions
-from inference.errors import InputError
 from inference.preprocessing import head_mask as image_head_mask
+from vocabulary.errors import InputError
 
 FloatArray = NDArray[np.float32]
 BoolArray = NDArray[np.bool_]

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
-from inference.errors import InputError
+from vocabulary.errors import InputError
 
 RGB = NDArray[np.uint8]
 COLORMAP = "inferno"

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from inference import CLASSES
+from vocabulary.identity import CLASSES
 
 INDETERMINATE = "indeterminate"
 NOTUMOR = "notumor"

@@ -18,14 +18,14 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from inference import CLASSES, MODEL_NAME
 from inference.calibration import softmax
-from inference.errors import ModelError
 from inference.model import build_network, feature_extractor, head_forward
 from inference.ood import FeatureDistance
 from inference.precision import bf16_fast
 from inference.preprocessing import PreprocessConfig
 from inference.scope import ScopeDetector
+from vocabulary.errors import ModelError
+from vocabulary.identity import CLASSES, MODEL_NAME
 
 log = logging.getLogger(__name__)
 

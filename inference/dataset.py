@@ -13,8 +13,8 @@ from numpy.typing import NDArray
 from PIL import Image
 from scipy.fft import dctn
 
-from inference import CLASSES
-from inference.errors import InputError
+from vocabulary.errors import InputError
+from vocabulary.identity import CLASSES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

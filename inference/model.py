@@ -6,7 +6,7 @@ import torch
 from monai.networks.nets import DenseNet169
 from torch import nn
 
-from inference import CLASSES
+from vocabulary.identity import CLASSES
 
 
 def build_network(num_classes: int = len(CLASSES)) -> nn.Module:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from inference.errors import InputError
+from vocabulary.errors import InputError
 
 FloatArray = NDArray[np.float32]
 

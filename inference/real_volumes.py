@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference import CLASSES
-from inference.errors import InputError
+from vocabulary.errors import InputError
+from vocabulary.identity import CLASSES
 
 PLANES = ("axial", "sagittal", "coronal")
 FloatVolume = NDArray[np.float32]

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from inference import MODEL_NAME
 from inference.bundle import BUNDLED_MODEL, load_bundle
-from inference.errors import ModelError
+from vocabulary.errors import ModelError
+from vocabulary.identity import MODEL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def log_plots(labels: NDArray[np.int64], probs: NDArray[np.float32], classes: li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from inference.metrics import confusion_matrix, roc_curve
+    from inference.classification_metrics import confusion_matrix, roc_curve
 
     mlflow = _mlflow()
     cm = confusion_matrix(labels, probs.argmax(1), len(classes))

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference import CLASSES
-from inference.errors import InputError
+from vocabulary.errors import InputError
+from vocabulary.identity import CLASSES
 
 OTHER = "other"
 OUTCOMES = (

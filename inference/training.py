@@ -22,10 +22,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from inference import CLASSES, MODEL_NAME
 from inference.augment import training_transforms
 from inference.bundle import BundleMeta, Classifier, save_bundle
 from inference.calibration import fit_temperature, softmax
+from inference.classification_metrics import classification_metrics
 from inference.dataset import (
     LabelledImage,
     duplicate_aware_split,
@@ -33,11 +33,11 @@ from inference.dataset import (
     list_images,
     load_image,
 )
-from inference.metrics import classification_metrics
 from inference.model import build_network
 from inference.ood import fit_feature_distance, with_threshold
 from inference.precision import bf16_fast
 from inference.preprocessing import PreprocessConfig, preprocess
+from vocabulary.identity import CLASSES, MODEL_NAME
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ summary); or failed (with a reason).
 - A study is the union of its series: ``source_series`` records, per series, the SOP Instance
   UIDs the last analysis used (every series received for the study so far), so that a later
   series can be analysed together with earlier ones whose files the retention already
-  removed (plugin.assembly restores them from Orthanc). ``published`` lists the result
+  removed (plugin.service.assembly restores them from Orthanc). ``published`` lists the result
   instances that may be in the PACS (added before each send, narrowed to the current set
   once delivered), so delivery can remove the objects a re-analysis superseded.
 - Stored error texts are one line, without file paths or tracebacks (``one_line``); the
@@ -39,7 +39,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from inference.errors import JobError
+from vocabulary.errors import JobError
 
 
 class JobState(StrEnum):

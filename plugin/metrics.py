@@ -1,10 +1,11 @@
 """The service's Prometheus metrics (prometheus_client, text exposition format 0.0.4).
 
 Other modules call the helpers where the event happens: ``inc_received()`` when an instance
-is durably stored (plugin.assembly), ``inc_retry()`` when a failed delivery is scheduled again
-(plugin.delivery), ``inc_loop_error("worker")`` when a service loop step fails (plugin.worker),
-``observe_stage("processing", 4.2)`` per stage. Job counts by state and the model in use are
-read from callbacks at scrape time (``set_jobs_source``, ``set_model_source``).
+is durably stored (plugin.service.assembly), ``inc_retry()`` when a failed delivery is
+scheduled again (plugin.service.delivery), ``inc_loop_error("worker")`` when a service loop
+step fails (plugin.service.worker), ``observe_stage("processing", 4.2)`` per stage. Job counts
+by state and the model in use are read from callbacks at scrape time (``set_jobs_source``,
+``set_model_source``).
 
 Each ``Registry`` owns its own ``CollectorRegistry`` (never prometheus_client's global one),
 so tests and several app instances in one process do not collide; ``REGISTRY`` is the
@@ -31,7 +32,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from inference.errors import BrainxaiError
+from vocabulary.errors import BrainxaiError
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference import MODEL_NAME
 from inference.bundle import Classifier, load_bundle
-from inference.errors import ModelError
 from inference.registry import CHAMPION, alias_version, file_sha256, list_versions, resolve_model
 from plugin.settings import Settings
+from vocabulary.errors import ModelError
+from vocabulary.identity import MODEL_NAME
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from inference.aggregation import (
     unsupported_sequence,
 )
 from inference.bundle import Classifier, Prediction
-from inference.errors import BrainxaiError
 from inference.preprocessing import Preprocessed, preprocess
-from plugin.explained_prediction import predict_and_explain
+from plugin.analysis import predict_and_explain
+from vocabulary.errors import BrainxaiError
 
 log = logging.getLogger(__name__)
 

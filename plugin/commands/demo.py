@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.errors import InputError, NetworkError
 from plugin.job_store import Job, JobState, JobStore, default_path
-from plugin.orthanc_client import OrthancClient, OrthancOptions
+from plugin.service.orthanc_client import OrthancClient, OrthancOptions
 from plugin.settings import load_settings
+from vocabulary.errors import InputError, NetworkError
 
 NAME = "demo"
 HELP = "Upload a study to Orthanc, wait until brainxai's results arrive and print the timings."

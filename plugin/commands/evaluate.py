@@ -10,8 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from inference.bundle import Classifier
+from inference.classification_metrics import classification_metrics
 from inference.dataset import LabelledImage, list_images, load_image, repeat_training_split
-from inference.metrics import classification_metrics
 from inference.preprocessing import preprocess
 from inference.registry import load_model
 from plugin.settings import load_settings

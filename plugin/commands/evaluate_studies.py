@@ -17,11 +17,11 @@ from pathlib import Path
 
 from explain.attribution import parse_methods
 from inference.bundle import Classifier
-from inference.errors import BrainxaiError
 from inference.registry import load_model, resolve_model, tag_real_check
 from inference.study_evaluation import StudyOutcome, markdown_table, read_labels, tally
 from plugin.pipeline import PipelineOptions, analyze_paths
 from plugin.settings import load_settings
+from vocabulary.errors import BrainxaiError
 
 NAME = "evaluate-studies"
 HELP = "run analyze on labelled studies (labels.csv: path,expected[,split]) and total the outcomes"

@@ -17,8 +17,8 @@ from explain.options import METHODS, ExplainOptions
 from explain.quality import QualityMetrics, QualityOptions, quality_metrics
 from explain.rendering import add_text, overlay, raw_png16, to_png
 from inference.bundle import Classifier
-from inference.errors import InputError
 from inference.preprocessing import Preprocessed, preprocess, to_grey
+from vocabulary.errors import InputError
 
 NAME = "explain"
 HELP = (

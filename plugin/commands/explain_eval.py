@@ -20,9 +20,9 @@ from explain.rendering import add_text, overlay, to_png
 from explain.summary import MetricRow, summarise_method
 from inference.bundle import Classifier
 from inference.dataset import LabelledImage, list_images, load_image, repeat_training_split
-from inference.errors import InputError
 from inference.preprocessing import preprocess
 from plugin.commands.explain import BANNER, load_classifier
+from vocabulary.errors import InputError
 
 NAME = "explain-eval"
 HELP = "aggregate explanation-quality metrics over a labelled folder (one subfolder per class)"

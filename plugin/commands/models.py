@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from inference import MODEL_NAME
 from inference.registry import promote_if_not_worse
 from plugin.model_service import ModelService
 from plugin.settings import load_settings
+from vocabulary.identity import MODEL_NAME
 
 NAME = "models"
 HELP = f"list the MLflow registered versions of {MODEL_NAME} (aliases, validation accuracy)"

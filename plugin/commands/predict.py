@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import InputError
 from inference.preprocessing import preprocess
 from inference.registry import load_model
 from inference.scope_gate import out_of_scope_reason
 from plugin.settings import load_settings
 from plugin.sniff import load_any_image
+from vocabulary.errors import InputError
 
 NAME = "predict"
 HELP = "classify PNG/JPEG/DICOM files (research use only, not for diagnosis)"

@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from dicom_io.reader import read_paths
-from inference import CLASSES
-from inference.errors import InputError
 from inference.preprocessing import PreprocessConfig, preprocess
 from inference.real_volumes import (
     RealSlices,
@@ -32,6 +30,8 @@ from inference.real_volumes import (
     scanner_like,
     stack_to_ras,
 )
+from vocabulary.errors import InputError
+from vocabulary.identity import CLASSES
 
 NAME = "real-slices"
 HELP = "cut labelled slices from real MR volumes (masks + study class) for training"

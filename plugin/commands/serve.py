@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from plugin.service import Service
+from plugin.service.wiring import Service
 from plugin.settings import load_settings
 
 NAME = "serve"

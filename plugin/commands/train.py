@@ -7,10 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
-from inference import CLASSES
 from inference.registry import MlflowTracker, log_bundle, log_plots, tracking_run
 from inference.training import TrainOptions, train
 from plugin.settings import load_settings
+from vocabulary.identity import CLASSES
 
 NAME = "train"
 HELP = "train the classifier on DIR/<class>/*.jpg; logs to MLflow and registers the model"

@@ -21,7 +21,7 @@ written, including ones pydicom itself would refuse to write:
 Targets: the reader (``read_bytes``, ``read_paths``), series selection, the SC/PM/SR writers
 on a fake classification result (as plugin.pipeline calls them), and the C-STORE SCP
 (dicom_io.store_scp) on a real association. The property everywhere: no exception escapes
-except the project's own (inference.errors) with a reason; the SCP answers every instance
+except the project's own (vocabulary.errors) with a reason; the SCP answers every instance
 with success or a failure status, never with the status for an exception in its handler
 (0xC211), and stays up.
 """
@@ -52,8 +52,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 
-from inference.errors import BrainxaiError
 from tests.shared_data import DICOM, REPO
+from vocabulary.errors import BrainxaiError
 
 PGBM = DICOM / "pgbm-001-t1post"
 TS_SAMPLES = DICOM / "transfer-syntaxes"
@@ -1384,8 +1384,8 @@ class ScpHarness:
 
     def start(self) -> None:
         from dicom_io.store_scp import ScpOptions, StoreScp
-        from plugin.assembly import StudyAssembler
         from plugin.job_store import JobStore
+        from plugin.service.assembly import StudyAssembler
 
         self.store = JobStore(self.workdir / "jobs.sqlite")
         assembler = StudyAssembler(self.store, quiet_seconds=0.2)

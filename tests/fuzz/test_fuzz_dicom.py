@@ -11,7 +11,7 @@ dicom_fuzzing.py) and fed to:
 (c) the SC/PM/SR writers on a fake classification result, as plugin.pipeline calls them,
 (d) the C-STORE SCP (dicom_io.store_scp with the study assembler) on real associations.
 
-The property: no exception escapes except the project's own (inference.errors) with a
+The property: no exception escapes except the project's own (vocabulary.errors) with a
 reason ("refused with a reason"); the SCP answers every instance with success or a failure
 status (never 0xC211, pynetdicom's status for an exception in our handler, and never no
 answer at all) and a later valid C-STORE succeeds.

@@ -19,7 +19,7 @@ import uvicorn
 from PIL import Image
 
 from inference.bundle import BUNDLED_MODEL, Classifier, load_bundle
-from plugin.api import ApiContext, create_app
+from plugin.api.app import ApiContext, create_app
 from plugin.job_store import JobStore
 from plugin.model_service import ModelService
 from plugin.settings import Settings

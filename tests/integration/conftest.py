@@ -27,7 +27,9 @@ from tests.shared_data import REPO, shared
 ORTHANC_BIN = Path("/usr/sbin/Orthanc")
 ORTHANC_CONFIG = REPO / "orthanc" / "orthanc.json"
 ARTIFACTS = REPO / "test-artifacts"
-BRAINXAI = Path(sys.executable).with_name("brainxai")
+# The repository's own CLI (python -m), not an installed console script that may point
+# at another checkout.
+BRAINXAI = [sys.executable, "-m", "plugin.commands.cli"]
 
 
 def free_port() -> int:
@@ -173,7 +175,7 @@ class BrainxaiProcess:
     def start(self, timeout: float = 30.0) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept open by the child)
         self.proc = subprocess.Popen(
-            [str(BRAINXAI), "-v", "serve", *self.args],
+            [*BRAINXAI, "-v", "serve", *self.args],
             stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=str(REPO),
         )  # fmt: skip
         port = int(self.env["BRAINXAI_DICOM_PORT"])
@@ -216,7 +218,7 @@ def brainxai_factory(
     def make(**extra_env: str) -> BrainxaiProcess:
         env = {
             **os.environ,
-            "PYTHONPATH": str(Path(__file__).parent),
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO)]),
             "BRAINXAI_DATA_DIR": str(tmp_path / "brainxai"),
             "BRAINXAI_DICOM_PORT": str(orthanc.brainxai_port),
             "BRAINXAI_DICOM_HOST": "127.0.0.1",

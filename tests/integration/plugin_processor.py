@@ -18,7 +18,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from plugin.worker import ProcessResult
+from plugin.service.worker import ProcessResult
 
 SC_SERIES_NUMBER = 9901
 MANUFACTURER = "brainxai"

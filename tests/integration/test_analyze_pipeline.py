@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from plugin.cli import main
+from plugin.commands.cli import main
 from tests.conftest import shared
 from tests.integration.test_dicom_writers import dciodvfy_errors
 

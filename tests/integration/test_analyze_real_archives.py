@@ -18,7 +18,7 @@ import highdicom as hd
 import pydicom
 import pytest
 
-from plugin.cli import main
+from plugin.commands.cli import main
 from tests.conftest import BUNDLED_MODEL, shared
 from tests.integration.test_dicom_writers import dciodvfy_errors
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from plugin import metrics
-from plugin.api import ApiContext, create_app
+from plugin.api.app import ApiContext, create_app
 from plugin.job_store import JobStore
 from plugin.model_service import ModelService
 

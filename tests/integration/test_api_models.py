@@ -8,11 +8,11 @@ import pytest
 from api_support import AUTH, make_settings, model_path, phantom_png
 from fastapi.testclient import TestClient
 
-from inference import MODEL_NAME
 from inference.registry import log_bundle, tracking_run
-from plugin.api import ApiContext, create_app
+from plugin.api.app import ApiContext, create_app
 from plugin.job_store import JobStore
 from plugin.model_service import ModelService
+from vocabulary.identity import MODEL_NAME
 
 pytestmark = pytest.mark.slow
 

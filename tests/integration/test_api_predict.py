@@ -19,9 +19,9 @@ from api_support import (
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from inference import CLASSES
 from inference.preprocessing import preprocess
-from plugin.schemas import DISCLAIMER
+from plugin.api.schemas import DISCLAIMER
+from vocabulary.identity import CLASSES
 
 
 @pytest.fixture(scope="module")

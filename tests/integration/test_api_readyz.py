@@ -15,7 +15,7 @@ import pytest
 from api_support import free_port, make_app, make_context, make_settings
 from fastapi.testclient import TestClient
 
-from plugin.api import create_app
+from plugin.api.app import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from api_support import AUTH, REPO, TOKEN, live_server, make_context, make_settings, phantom_png
 
-from inference import CLASSES
-from plugin.api import create_app
+from plugin.api.app import create_app
+from vocabulary.identity import CLASSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

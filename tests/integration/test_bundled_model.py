@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference import CLASSES
 from inference.bundle import load_bundle
 from inference.dataset import duplicate_aware_split, list_images, load_image
 from inference.preprocessing import preprocess
-from plugin.cli import main
+from plugin.commands.cli import main
 from tests.conftest import shared
+from vocabulary.identity import CLASSES
 
 
 def _sample(n_per_class: int) -> list[tuple[Path, int]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dicom_io.series_selection import DEFAULT_RULES_FILE, SelectionRules, TagRule, load_rules
-from inference.errors import InputError
+from vocabulary.errors import InputError
 
 
 def test_shipped_file_documents_exactly_the_built_in_defaults() -> None:

@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from inference import CLASSES
 from inference.bundle import BundleMeta, save_bundle
 from inference.model import build_network
 from inference.preprocessing import PreprocessConfig
-from plugin.cli import main
+from plugin.commands.cli import main
+from vocabulary.identity import CLASSES
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ import pytest
 from conftest import ARTIFACTS, REPO, OrthancProcess, free_port, study_dir
 from PIL import Image
 
-from plugin.cli import main
+from plugin.commands.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,12 +10,12 @@ from plugin_processor import process
 from pydicom import dcmread
 
 from dicom_io.network import Peer, read_instance_ref, store_files
-from inference.errors import NetworkError
-from plugin.delivery import DeliveryOptions, deliver
 from plugin.job_store import JobState
-from plugin.orthanc_client import OrthancClient, OrthancOptions
-from plugin.service import Service
+from plugin.service.delivery import DeliveryOptions, deliver
+from plugin.service.orthanc_client import OrthancClient, OrthancOptions
+from plugin.service.wiring import Service
 from plugin.settings import Settings
+from vocabulary.errors import NetworkError
 
 pytestmark = pytest.mark.integration
 

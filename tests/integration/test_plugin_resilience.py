@@ -35,12 +35,12 @@ from pydicom import dcmread
 from pynetdicom import AE
 
 from dicom_io.network import Peer, echo, read_instance_ref, store_files
-from inference.errors import NetworkError
 from plugin import metrics
-from plugin.api import create_app
+from plugin.api.app import create_app
 from plugin.job_store import Job, JobState, JobStore
-from plugin.service import Service, ServiceContext, pipeline_processor
+from plugin.service.wiring import Service, ServiceContext, pipeline_processor
 from plugin.settings import Settings
+from vocabulary.errors import NetworkError
 
 pytestmark = pytest.mark.integration
 
@@ -304,7 +304,7 @@ def test_a_study_whose_every_instance_is_refused_ends_no_result(
     # the real pipeline; the classifier is never reached (every file is refused first)
     context = ServiceContext(settings, cast(JobStore, None), get_classifier=lambda: object())
     service = Service(settings, processor=pipeline_processor(context), api=False)
-    caplog.set_level(logging.INFO, logger="plugin.worker")
+    caplog.set_level(logging.INFO, logger="plugin.service.worker")
     with running(service):
         store_files(peer(settings), sorted(broken.glob("*.dcm")))
         job = wait_until(lambda: job_in(service.store, study_uid, JobState.NO_RESULT), 60,

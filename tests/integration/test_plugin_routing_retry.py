@@ -18,7 +18,7 @@ from plugin_processor import process
 from pydicom import dcmread
 
 from plugin.job_store import JobState, default_path
-from plugin.service import Service
+from plugin.service.wiring import Service
 from plugin.settings import Settings
 
 pytestmark = pytest.mark.integration

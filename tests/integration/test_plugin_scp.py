@@ -15,9 +15,9 @@ from pynetdicom.sop_class import Verification
 
 from dicom_io.network import Peer, echo, store_files
 from dicom_io.store_scp import ScpOptions, StoreScp
-from inference.errors import NetworkError
-from plugin.assembly import StudyAssembler
 from plugin.job_store import JobState, JobStore
+from plugin.service.assembly import StudyAssembler
+from vocabulary.errors import NetworkError
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from union_processor import SR_SERIES_NUMBER, eligible, process
 
 from dicom_io.network import read_instance_ref
 from plugin.job_store import Job, JobState
-from plugin.service import Service
+from plugin.service.wiring import Service
 from plugin.settings import Settings
 
 pytestmark = pytest.mark.integration

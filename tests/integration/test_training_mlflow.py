@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference import CLASSES, MODEL_NAME
 from inference.bundle import load_bundle
-from plugin.cli import main
+from plugin.commands.cli import main
+from vocabulary.identity import CLASSES, MODEL_NAME
 
 
 def _make_dataset(root: Path, per_class: int = 8) -> None:

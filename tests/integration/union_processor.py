@@ -17,7 +17,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from plugin.worker import ProcessResult
+from plugin.service.worker import ProcessResult
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SR_SERIES_NUMBER = 9902

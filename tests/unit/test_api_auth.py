@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from inference.errors import BrainxaiError
-from plugin.api import ApiContext, create_app
-from plugin.api_auth import AuthConfigError, check_token_config
+from plugin.api.app import ApiContext, create_app
+from plugin.api.auth import AuthConfigError, check_token_config
 from plugin.model_service import ModelService
 from plugin.settings import Settings
+from vocabulary.errors import BrainxaiError
 
 TOKEN = "unit-test-token-0123456789"
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from plugin.api import ApiContext, create_app
+from plugin.api.app import ApiContext, create_app
 from plugin.metrics import Registry, safe_label
 from plugin.model_service import ModelService
 from plugin.settings import Settings

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.errors import InputError
-from plugin.api_predict import (
+from plugin.api.predict import (
     UnsupportedMediaType,
     decode_upload,
     display_grey,
     parse_methods,
 )
+from vocabulary.errors import InputError
 
 
 def _encode(arr: np.ndarray, fmt: str) -> bytes:

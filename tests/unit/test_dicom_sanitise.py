@@ -27,7 +27,7 @@ from dicom_io.secondary_capture import build_overlays
 from dicom_io.series import Series, Slice
 from dicom_io.structured_report import build_report
 from inference.aggregation import SeriesDecision, SliceDecision
-from inference.errors import InputError
+from vocabulary.errors import InputError
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 CTX = ResultContext(model_version="9.9.9-test")

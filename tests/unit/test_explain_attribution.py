@@ -12,8 +12,8 @@ from torch import nn
 from explain.activations import strongest_activations, top_activations
 from explain.attribution import METHODS, explain, normalise, parse_methods
 from explain.options import ExplainOptions
-from inference.errors import InputError
 from inference.model import build_network
+from vocabulary.errors import InputError
 
 FAST = ExplainOptions(bf16=False, smoothgrad_samples=2, occlusion_patch=16, occlusion_stride=16)
 FP32 = ExplainOptions(bf16=False)

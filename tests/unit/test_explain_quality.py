@@ -20,7 +20,7 @@ from explain.quality import (
     spearman,
 )
 from explain.summary import MetricRow, summarise_method
-from inference.errors import InputError
+from vocabulary.errors import InputError
 
 S = 16
 

@@ -17,7 +17,7 @@ from explain.rendering import (
     read_png16,
     to_png,
 )
-from inference.errors import InputError
+from vocabulary.errors import InputError
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from inference.errors import JobError
-from plugin.assembly import StudyAssembler
 from plugin.job_store import Backoff, JobState, JobStore
+from plugin.service.assembly import StudyAssembler
+from vocabulary.errors import JobError
 
 STUDY = "1.2.3.4"
 

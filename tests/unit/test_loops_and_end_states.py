@@ -21,14 +21,13 @@ from typing import Any
 
 import pytest
 
-from inference.errors import InputError, JobError
 from plugin import metrics
-from plugin.api_ready import check_writable
-from plugin.assembly import StudyAssembler, adopt_orphans
-from plugin.delivery import Deliverer, DeliveryOptions
+from plugin.api.ready import check_writable
 from plugin.job_store import Backoff, JobState, JobStore, one_line
 from plugin.model_service import PriorityLock
-from plugin.worker import (
+from plugin.service.assembly import StudyAssembler, adopt_orphans
+from plugin.service.delivery import Deliverer, DeliveryOptions
+from plugin.service.worker import (
     LoopHealth,
     LoopSpec,
     ProcessResult,
@@ -37,6 +36,7 @@ from plugin.worker import (
     no_result_reason,
     run_loop,
 )
+from vocabulary.errors import InputError, JobError
 
 STUDY = "1.2.826.0.1.3680043.8.498.7001"
 OTHER = "1.2.826.0.1.3680043.8.498.7002"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inference.calibration import fit_temperature, softmax
-from inference.metrics import (
+from inference.classification_metrics import (
     binary_auc,
     classification_metrics,
     expected_calibration_error,

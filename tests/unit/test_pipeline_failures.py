@@ -13,8 +13,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_io.reader import ReadResult
 from dicom_io.series import Series
-from inference.errors import DicomError
 from plugin import pipeline
+from vocabulary.errors import DicomError
 
 
 def _boom(exc: Exception) -> Any:

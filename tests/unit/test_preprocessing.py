@@ -11,8 +11,8 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from inference.errors import InputError
 from inference.preprocessing import PreprocessConfig, preprocess
+from vocabulary.errors import InputError
 
 
 def _phantom(h: int = 120, w: int = 100) -> np.ndarray:

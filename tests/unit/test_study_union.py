@@ -10,10 +10,10 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
-from inference.errors import NetworkError
-from plugin.assembly import complete_study, received_series
 from plugin.job_store import Job, JobState, JobStore
-from plugin.worker import ProcessResult, Worker, WorkerOptions
+from plugin.service.assembly import complete_study, received_series
+from plugin.service.worker import ProcessResult, Worker, WorkerOptions
+from vocabulary.errors import NetworkError
 
 STUDY = "1.2.826.0.1.3680043.8.498.8001"
 T1, T2 = "1.2.826.0.1.3680043.8.498.8101", "1.2.826.0.1.3680043.8.498.8102"

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from inference.errors import NetworkError
+from vocabulary.errors import NetworkError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from plugin.schemas import JobView
+from plugin.api.schemas import JobView
 from plugin.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -2,14 +2,14 @@
 
 Threads: pynetdicom's association threads feed the StudyAssembler; one worker thread runs
 the analysis; one delivery thread sends and confirms results; one housekeeping thread
-applies the input retention. The HTTP API (plugin.api) runs in uvicorn on the main thread.
+applies the input retention. The HTTP API (plugin.api.app) runs in uvicorn on the main thread.
 On start, ``JobStore.recover`` resumes every job left unfinished by a crash, and
 ``adopt_orphans`` gives a job to received instances that have none.
 
 Orthanc is both where results go and the archive of the sources: the worker restores from
-it the earlier series of a study whose files the retention removed (plugin.assembly: a study
+it the earlier series of a study whose files the retention removed (plugin.service.assembly: a study
 is the union of its series), and delivery removes from it the results a re-analysis
-superseded (plugin.delivery), both through its REST API (``orthanc_url``).
+superseded (plugin.service.delivery), both through its REST API (``orthanc_url``).
 
 The three loops run under plugin.worker.run_loop (a failing step is retried with backoff,
 never fatal); ``loop_status`` reports them to ``/readyz``, which fails when a loop thread is
@@ -33,14 +33,12 @@ from typing import Any
 
 from dicom_io.network import Peer
 from dicom_io.store_scp import ScpOptions, StoreScp, allowed_aets
-from inference.errors import BrainxaiError, JobError, ModelError
-from plugin import api_ready
-from plugin.assembly import StudyAssembler, adopt_orphans, orthanc_fetcher
-from plugin.delivery import Deliverer, DeliveryOptions
+from plugin.api import ready as api_ready
 from plugin.job_store import Backoff, Job, JobStore, default_path
-from plugin.orthanc_client import OrthancOptions
-from plugin.settings import Settings
-from plugin.worker import (
+from plugin.service.assembly import StudyAssembler, adopt_orphans, orthanc_fetcher
+from plugin.service.delivery import Deliverer, DeliveryOptions
+from plugin.service.orthanc_client import OrthancOptions
+from plugin.service.worker import (
     LoopHealth,
     LoopSpec,
     Processor,
@@ -50,6 +48,8 @@ from plugin.worker import (
     remove_delivered_inputs,
     run_loop,
 )
+from plugin.settings import Settings
+from vocabulary.errors import BrainxaiError, JobError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class Service:
             import numpy as np
 
             from explain.options import ExplainOptions
-            from plugin.explained_prediction import predict_and_explain
+            from plugin.analysis import predict_and_explain
 
             clf = self.context.get_classifier()
             started = time.perf_counter()
@@ -306,7 +306,7 @@ class Service:
         log.info("service stopped")
 
     def serve_forever(self) -> None:
-        """Run until SIGTERM/SIGINT; the HTTP API runs if plugin.api is available.
+        """Run until SIGTERM/SIGINT; the HTTP API runs if plugin.api.app is available.
 
         uvicorn runs in a thread (so it installs no signal handlers of its own); the main
         thread waits for the signal, then stops the API and every other component.
@@ -342,7 +342,7 @@ class Service:
 
     def _api_app(self) -> Any:
         try:
-            from plugin.api import ApiContext, create_app
+            from plugin.api.app import ApiContext, create_app
         except ImportError as exc:
             log.warning("HTTP API not available (%s): DICOM node only", exc)
             return None

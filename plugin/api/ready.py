@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from plugin.schemas import CheckResult, ReadinessResponse
+from plugin.api.schemas import CheckResult, ReadinessResponse
 from plugin.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 ORTHANC_TIMEOUT_S = 2.0
 MB = 1024 * 1024
 
-#: {loop name: (ok, detail)}, e.g. plugin.service.Service.loop_status
+#: {loop name: (ok, detail)}, e.g. plugin.service.wiring.Service.loop_status
 LoopsSource = Callable[[], Mapping[str, tuple[bool, str]]]
 
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
 
-from inference.errors import InputError
 from inference.model import feature_extractor, head_forward
+from vocabulary.errors import InputError
 
 
 def as_batch(images: Any) -> torch.Tensor:

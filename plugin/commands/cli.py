@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from inference.errors import BrainxaiError
+from vocabulary.errors import BrainxaiError
 
 # Each module defines NAME, HELP, add_arguments(parser) and run(args) -> int.
 COMMANDS = (

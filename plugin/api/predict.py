@@ -21,12 +21,12 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from explain.options import METHODS, ExplainOptions
-from inference.errors import InputError
 from inference.preprocessing import MAX_PIXELS, Preprocessed, preprocess, to_grey
 from plugin import metrics
+from plugin.api.schemas import MethodExplanation, ModelRef, PredictResponse, SourceInfo
 from plugin.model_service import LoadedModel
-from plugin.schemas import MethodExplanation, ModelRef, PredictResponse, SourceInfo
 from plugin.sniff import decode_raster, kind_of
+from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def predict_upload(
     ``lock`` is the model service's PriorityLock taken at normal priority: a routed study
     waiting for the model goes first, so API load delays studies by one request at most.
     """
-    from plugin.explained_prediction import predict_and_explain
+    from plugin.analysis import predict_and_explain
 
     clf = model.classifier
     timings: dict[str, float] = {}

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from inference.errors import BrainxaiError
+from vocabulary.errors import BrainxaiError
 
 
 class AuthConfigError(BrainxaiError):

@@ -7,7 +7,7 @@ Results are written to ``results/<job id>.partial``, made private (files 0600, f
 refused by the reader, no series selected) produces no result files: its job ends
 ``no_result`` with the reasons, never ``delivered``.
 
-A study is the union of its series (see plugin.assembly): before the analysis the worker
+A study is the union of its series (see plugin.service.assembly): before the analysis the worker
 completes the study's folder with the instances its earlier analyses used (restored from
 the PACS when the retention already removed them) and records what this analysis uses in
 the job store, so the processor always sees every series received for the study so far.
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from inference.errors import BrainxaiError, JobError
 from plugin import metrics
-from plugin.assembly import Fetcher, StudyAssembler, complete_study
 from plugin.job_store import Job, JobState, JobStore, one_line, private_dir
+from plugin.service.assembly import Fetcher, StudyAssembler, complete_study
+from vocabulary.errors import BrainxaiError, JobError
 
 log = logging.getLogger(__name__)
 

@@ -43,10 +43,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicom_io.network import is_valid_uid, read_instance_ref
-from inference.errors import JobError, NetworkError
 from plugin import metrics
 from plugin.job_store import FINAL_STATES, Job, JobStore, private_dir
-from plugin.orthanc_client import OrthancClient, OrthancOptions
+from plugin.service.orthanc_client import OrthancClient, OrthancOptions
+from vocabulary.errors import JobError, NetworkError
 
 log = logging.getLogger(__name__)
 

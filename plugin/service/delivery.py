@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicom_io.network import InstanceRef, Peer, find_instances, read_instance_ref, store_files
-from inference.errors import BrainxaiError, NetworkError
 from plugin import metrics
 from plugin.job_store import Backoff, Job, JobStore, one_line
-from plugin.orthanc_client import OrthancClient, OrthancOptions
-from plugin.worker import LoopHealth, LoopSpec, run_loop
+from plugin.service.orthanc_client import OrthancClient, OrthancOptions
+from plugin.service.worker import LoopHealth, LoopSpec, run_loop
+from vocabulary.errors import BrainxaiError, NetworkError
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from inference import MODEL_NAME
-from inference.errors import BrainxaiError, DicomError, InputError, JobError, ModelError
 from plugin import metrics
-from plugin.api_auth import bearer_dependency, check_token_config
-from plugin.api_jobs import JobStoreLike, job_counts, job_view, open_job_store
-from plugin.api_limits import RequestGuard
-from plugin.api_predict import (
+from plugin.api.auth import bearer_dependency, check_token_config
+from plugin.api.jobs import JobStoreLike, job_counts, job_view, open_job_store
+from plugin.api.limits import RequestGuard
+from plugin.api.predict import (
     PredictOptions,
     UnsupportedMediaType,
     UploadTooLarge,
@@ -37,9 +35,8 @@ from plugin.api_predict import (
     parse_methods,
     predict_upload,
 )
-from plugin.api_ready import readiness
-from plugin.model_service import LoadedModel, ModelService
-from plugin.schemas import (
+from plugin.api.ready import readiness
+from plugin.api.schemas import (
     ErrorResponse,
     HealthResponse,
     JobList,
@@ -51,7 +48,10 @@ from plugin.schemas import (
     RegisteredModelVersion,
     ReloadResponse,
 )
+from plugin.model_service import LoadedModel, ModelService
 from plugin.settings import Settings
+from vocabulary.errors import BrainxaiError, DicomError, InputError, JobError, ModelError
+from vocabulary.identity import MODEL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
 
 
 def app_factory() -> FastAPI:
-    """``uvicorn --factory plugin.api:app_factory``: settings from the environment."""
+    """``uvicorn --factory plugin.api.app:app_factory``: settings from the environment."""
     from plugin.settings import load_settings
 
     return create_app(load_settings())

@@ -1,0 +1,1 @@
+"""The HTTP API: FastAPI app, bearer auth, jobs, limits, predictions, readiness, web page."""

@@ -1,0 +1,1 @@
+"""The routed service: receiver wiring, study assembly, worker, delivery, Orthanc client."""
