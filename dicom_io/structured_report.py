@@ -49,7 +49,7 @@ from dicom_io.context import (
 from dicom_io.sanitise import record, sanitise_source, valid_text
 from dicom_io.series import Series
 from dicom_io.uids import instance_uid, series_uid
-from inference.aggregation import SeriesDecision
+from vocabulary.decisions import SeriesDecision
 from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -28,14 +28,14 @@ conflicting tumour classes give ``indeterminate``; notumor needs every series no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
+from vocabulary.decisions import INDETERMINATE, SeriesDecision, SliceDecision
 from vocabulary.identity import CLASSES
 
-INDETERMINATE = "indeterminate"
 NOTUMOR = "notumor"
 PITUITARY = "pituitary"
 
@@ -96,28 +96,6 @@ class SliceEvidence:
     # P(in scope) from the model's out-of-scope detector (None without one).
     in_scope: NDArray[np.float32] | None = None
     scope_threshold: float = 0.5
-
-
-@dataclass(frozen=True)
-class SliceDecision:
-    index: int
-    eligible: bool
-    reason: str
-    predicted: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class SeriesDecision:
-    label: str  # a class name or "indeterminate"
-    reason: str
-    probabilities: dict[str, float]
-    slices: tuple[SliceDecision, ...] = field(default_factory=tuple)
-    votes: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def eligible_indices(self) -> list[int]:
-        return [s.index for s in self.slices if s.eligible]
 
 
 def slice_eligibility(ev: SliceEvidence, opts: AggregationOptions) -> list[tuple[bool, str]]:

@@ -26,7 +26,7 @@ from dicom_io.sanitise import failure_reason, sanitise_source
 from dicom_io.secondary_capture import build_overlays
 from dicom_io.series import Series, Slice
 from dicom_io.structured_report import build_report
-from inference.aggregation import SeriesDecision, SliceDecision
+from vocabulary.decisions import SeriesDecision, SliceDecision
 from vocabulary.errors import InputError
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
