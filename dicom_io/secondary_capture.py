@@ -19,7 +19,6 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from dicom_io.context import (
-    BURNED_IN_DISCLAIMER,
     ResultContext,
     finish_object,
     mark_research,
@@ -29,7 +28,6 @@ from dicom_io.context import (
 from dicom_io.sanitise import SanitisedSource, record, sanitise_source
 from dicom_io.series import Orientation, Series, Slice
 from dicom_io.uids import derived_uid, series_uid
-from explain.rendering import add_text
 from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -52,40 +50,27 @@ def patient_orientation(orientation: Orientation | None) -> tuple[str, str] | No
     return out[0], out[1]
 
 
-def burn_in(rgb: NDArray[np.uint8], ctx: ResultContext, caption: str) -> NDArray[np.uint8]:
-    """Model name and version, the caption (class and probability) and the disclaimer."""
-    lines = [f"{ctx.model_name} v{ctx.model_version}"]
-    if caption:
-        lines.append(caption)
-    lines.append(BURNED_IN_DISCLAIMER)
-    return np.asarray(add_text(rgb, lines), dtype=np.uint8)
-
-
 def build_overlays(
     series: Series,
     slice_indices: Sequence[int],
     rgb_images: Sequence[NDArray[np.uint8]],
     ctx: ResultContext,
-    captions: Sequence[str] | None = None,
-    burn_in_text: bool = True,
     method: str = "",
     heatmap_label: str = "Grad-CAM",
     source_warnings: list[str] | None = None,
 ) -> list[Dataset]:
     """One SC image per selected slice of ``series`` (indices into ``series.slices``).
 
-    ``rgb_images[i]`` is the (H, W, 3) uint8 overlay for ``slice_indices[i]``. With
-    ``burn_in_text`` the model, version, ``captions[i]`` and the research-use statement are
-    drawn in; pass False only if the caller already drew them. A non-empty ``method`` (e.g.
-    "saliency") makes a separate series with its own UIDs, for a second explanation method;
+    ``rgb_images[i]`` is the finished (H, W, 3) uint8 overlay for ``slice_indices[i]``: the
+    caller has drawn in the model, version, class and BURNED_IN_DISCLAIMER (dicom_io draws
+    nothing). A non-empty ``method`` (e.g. "saliency") makes a separate series with its own
+    UIDs, for a second explanation method;
     ``heatmap_label`` names the method whose heatmap the overlays show (recorded in the
     objects' Derivation Description). Invalid source values found on the way are added to
     ``source_warnings`` (once each).
     """
     if len(slice_indices) != len(rgb_images):
         raise InputError(f"{len(slice_indices)} slice indices but {len(rgb_images)} images")
-    if captions is not None and len(captions) != len(rgb_images):
-        raise InputError(f"{len(captions)} captions for {len(rgb_images)} images")
     kind = f"{OBJECT_TYPE}-{method}" if method else OBJECT_TYPE
     uid = series_uid(series.series_instance_uid, ctx.model_version, kind)
     number = ctx.series_number(kind, source_series_number(series.header))
@@ -96,8 +81,6 @@ def build_overlays(
         if not 0 <= idx < len(series):
             raise InputError(f"slice index {idx} outside series of {len(series)} slices")
         image = _check_rgb(rgb)
-        if burn_in_text:
-            image = burn_in(image, ctx, captions[i] if captions else "")
         sl = series.slices[idx]
         src = sources.get(id(sl.dataset)) or sanitise_source(sl.dataset)
         sources[id(sl.dataset)] = src

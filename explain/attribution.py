@@ -66,10 +66,15 @@ def normalise(raw: FloatMaps, method: str, clip_percentile: float = 99.5) -> Flo
     return result
 
 
-def parse_methods(methods: str | Sequence[str]) -> tuple[str, ...]:
-    """Validate method names ("gradcam,saliency" or a sequence), keeping their order."""
-    names = methods.split(",") if isinstance(methods, str) else list(methods)
-    out = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+def parse_methods(
+    methods: str | Sequence[str] | None, default: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """Validate method names ("gradcam,saliency" or a sequence), keeping their order.
+
+    No names at all (None, "", " , ") give ``default``; with no default that is an error.
+    """
+    names = (methods or "").split(",") if isinstance(methods, str | None) else list(methods)
+    out = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip())) or tuple(default)
     unknown = [n for n in out if n not in METHODS]
     if unknown or not out:
         raise InputError(f"unknown method(s) {unknown or methods!r}; choose from {METHODS}")

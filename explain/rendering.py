@@ -111,6 +111,14 @@ def text_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size)
 
 
+def display_window(grey: NDArray[Any]) -> NDArray[np.float32]:
+    """A grey image scaled to [0, 1] for display: the 0.5-99.5 percentile window."""
+    g = np.asarray(grey, dtype=np.float32)
+    lo, hi = np.percentile(g, [0.5, 99.5])
+    out: NDArray[np.float32] = np.clip((g - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
+    return out.astype(np.float32)
+
+
 def add_text(rgb: NDArray[Any], lines: list[str] | tuple[str, ...], size: int = 0) -> RGB:
     """Burn lines of text into the top-left corner on a dark box (readable on any image).
 

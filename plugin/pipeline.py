@@ -1,8 +1,9 @@
 """The analysis pipeline: DICOM in, classification + explanations, DICOM results out.
 
-read -> select series -> preprocess every slice (the training preprocessing) -> classify ->
-decide eligible slices and the series/study class (inference.aggregation) -> explain ->
-write SC overlays, Parametric Maps and a Structured Report into the source study.
+read -> select series -> preprocess, classify and explain every slice (plugin.analysis) ->
+decide eligible slices and the series/study class (inference.aggregation) -> quality figures
+and overlays (plugin.analysis) -> write SC overlays, Parametric Maps and a Structured Report
+into the source study.
 """
 
 from __future__ import annotations
@@ -29,31 +30,33 @@ from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
 from dicom_io.structured_report import SkippedSeries, build_report
 from explain.attribution import Attribution
-from explain.quality import QualityMetrics, QualityOptions, cam_location, quality_metrics
-from explain.rendering import overlay
+from explain.quality import QualityMetrics, cam_location
 from inference.aggregation import (
     AggregationOptions,
-    SeriesDecision,
     SliceEvidence,
     decide_series,
     decide_study,
     unsupported_sequence,
 )
 from inference.bundle import Classifier, Prediction
-from inference.preprocessing import Preprocessed, preprocess
-from plugin.analysis import predict_and_explain
+from inference.preprocessing import Preprocessed
+from plugin.analysis import (
+    METHOD_LABELS,
+    classify_and_explain,
+    display_image,
+    measure_quality,
+    prepare,
+    quality_options,
+    render_overlay,
+    result_text,
+    stack,
+)
+from vocabulary.decisions import SeriesDecision
 from vocabulary.errors import BrainxaiError
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-METHOD_LABELS = {
-    "gradcam": "Grad-CAM",
-    "gradcampp": "Grad-CAM++",
-    "saliency": "Saliency",
-    "smoothgrad": "SmoothGrad",
-    "occlusion": "Occlusion",
-}
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,9 @@ def analyze_series(
     result = SeriesAnalysis(series, sel.selected, sel.reason, sel.plane, sequence_of(series))
     if not sel.selected:
         return result
-    cfg = clf.meta.preprocess
-    result.prepared = [preprocess(s.pixels, cfg) for s in series.slices]
-    images = np.stack([p.image for p in result.prepared])
-    pred, attributions = predict_and_explain(clf, images, opts.methods)
+    result.prepared = prepare(clf, [s.pixels for s in series.slices])
+    images = stack(result.prepared)
+    pred, attributions = classify_and_explain(clf, images, opts.methods)
     result.prediction = pred
     cam = attributions.get("gradcam") or attributions.get("gradcampp")
     evidence = slice_evidence(series, result.prepared, pred, clf)
@@ -181,8 +183,8 @@ def _quality(
         m: Attribution(a.method, a.raw[chosen], a.normalised[chosen], a.targets[chosen])
         for m, a in attributions.items()
     }
-    qopts = QualityOptions(steps=opts.quality_steps, temperature=clf.meta.temperature)
-    metrics = quality_metrics(clf.net, images[chosen], subset, masks, qopts)
+    qopts = quality_options(clf, opts.quality_steps)
+    metrics = measure_quality(clf, images[chosen], subset, masks, qopts)
     return {m: _mean_metrics(rows) for m, rows in metrics.items()}
 
 
@@ -198,12 +200,6 @@ def _mean_metrics(rows: Sequence[QualityMetrics]) -> dict[str, float]:
     out["n_slices"] = float(len(rows))
     out["outside_brain"] = float(out["brain_mass"] < 0.5)
     return out
-
-
-def _display(pixels: NDArray[np.float32]) -> NDArray[np.float32]:
-    lo, hi = np.percentile(pixels, [0.5, 99.5])
-    out: NDArray[np.float32] = np.clip((pixels - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
-    return out.astype(np.float32)
 
 
 def _caption(clf: Classifier, result: SeriesAnalysis, index: int) -> str:
@@ -260,12 +256,18 @@ def _overlays(
     series = result.series
     eligible = result.decision.eligible_indices
     first = opts.methods[0]
-    heat = {i: result.prepared[i].to_source(result.maps[first][i]) for i in eligible}
-    rgbs = [overlay(_display(series.slices[i].pixels), heat[i]) for i in eligible]
-    captions = [_caption(clf, result, i) for i in eligible]
+    rgbs = [
+        render_overlay(
+            display_image(series.slices[i].pixels),
+            result.prepared[i],
+            result.maps[first][i],
+            text=result_text(ctx.model_name, ctx.model_version, _caption(clf, result, i)),
+        )
+        for i in eligible
+    ]
     label = METHOD_LABELS.get(first, first)
     return build_overlays(
-        series, eligible, rgbs, ctx, captions, heatmap_label=label, source_warnings=warnings
+        series, eligible, rgbs, ctx, heatmap_label=label, source_warnings=warnings
     )
 
 

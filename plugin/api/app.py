@@ -32,8 +32,8 @@ from plugin.api.predict import (
     UnsupportedMediaType,
     UploadTooLarge,
     decode_upload,
-    parse_methods,
     predict_upload,
+    request_methods,
 )
 from plugin.api.ready import readiness
 from plugin.api.schemas import (
@@ -49,7 +49,7 @@ from plugin.api.schemas import (
     ReloadResponse,
 )
 from plugin.model_service import LoadedModel, ModelService
-from plugin.settings import Settings
+from plugin.settings import Settings, load_settings
 from vocabulary.errors import BrainxaiError, DicomError, InputError, JobError, ModelError
 from vocabulary.identity import MODEL_NAME
 
@@ -139,8 +139,6 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
 
 def app_factory() -> FastAPI:
     """``uvicorn --factory plugin.api.app:app_factory``: settings from the environment."""
-    from plugin.settings import load_settings
-
     return create_app(load_settings())
 
 
@@ -196,7 +194,7 @@ def _predict_router(settings: Settings, ctx: ApiContext) -> APIRouter:
 
         DICOM: one PS3.10 file; with several frames/slices the middle one is analysed.
         """
-        options = PredictOptions(methods=parse_methods(methods), quality=quality)
+        options = PredictOptions(methods=request_methods(methods), quality=quality)
         data = await file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise UploadTooLarge(f"upload larger than {settings.max_upload_bytes} bytes")

@@ -1,4 +1,4 @@
-"""``POST /v1/predict`` work: decode an upload, classify it, explain it, encode the images.
+"""``POST /v1/predict`` work: decode an upload, analyse it (plugin.analysis), encode images.
 
 Content is identified by its bytes (plugin.sniff), never by the file name. A DICOM upload is
 one PS3.10 file; a multi-frame instance or a file holding several slices is reduced to its
@@ -20,9 +20,20 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from dicom_io.reader import read_bytes
+from explain.attribution import Attribution, parse_methods
 from explain.options import METHODS, ExplainOptions
-from inference.preprocessing import MAX_PIXELS, Preprocessed, preprocess, to_grey
+from explain.rendering import raw_png16
+from inference.preprocessing import MAX_PIXELS, Preprocessed, to_grey
 from plugin import metrics
+from plugin.analysis import (
+    classify_and_explain,
+    display_image,
+    measure_quality,
+    prepare,
+    render_overlay,
+    stack,
+)
 from plugin.api.schemas import MethodExplanation, ModelRef, PredictResponse, SourceInfo
 from plugin.model_service import LoadedModel
 from plugin.sniff import decode_raster, kind_of
@@ -31,6 +42,7 @@ from vocabulary.errors import InputError
 log = logging.getLogger(__name__)
 
 MAX_METHODS = len(METHODS)
+DEFAULT_METHODS = ("gradcam",)
 RAW_DICOM_STARTS = (b"\x02\x00", b"\x08\x00")  # group 0002 or 0008, little endian
 
 
@@ -66,15 +78,9 @@ class DecodedUpload:
     series_instance_uid: str | None = None
 
 
-def parse_methods(text: str | None) -> tuple[str, ...]:
-    """'gradcam,saliency' -> ('gradcam', 'saliency'); unknown names raise InputError."""
-    names = [m.strip().lower() for m in (text or "gradcam").split(",") if m.strip()]
-    if not names:
-        names = ["gradcam"]
-    unknown = [m for m in names if m not in METHODS]
-    if unknown:
-        raise InputError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
-    return tuple(dict.fromkeys(names))
+def request_methods(text: str | None) -> tuple[str, ...]:
+    """The ``methods`` query ('gradcam,saliency'); none given: DEFAULT_METHODS."""
+    return parse_methods(text, default=DEFAULT_METHODS)
 
 
 def decode_upload(data: bytes, name: str = "upload") -> DecodedUpload:
@@ -107,8 +113,6 @@ def _check_raster_size(data: bytes) -> None:
 
 
 def _decode_dicom(data: bytes, name: str) -> DecodedUpload:
-    from dicom_io.reader import read_bytes
-
     result = read_bytes(data, name)
     if not result.series:
         why = "; ".join(r.reason for r in result.rejected) or "no image data"
@@ -133,26 +137,6 @@ def encode_png(array: NDArray[Any]) -> bytes:
     return buf.getvalue()
 
 
-def display_grey(grey: NDArray[np.float32], max_side: int) -> NDArray[np.float32]:
-    """Percentile-windowed [0, 1] copy of the source image, at most max_side pixels wide."""
-    lo, hi = np.percentile(grey, [0.5, 99.5])
-    out = np.clip((grey - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0).astype(np.float32)
-    return resize_to(out, _display_shape(out.shape, max_side))
-
-
-def _display_shape(shape: tuple[int, ...], max_side: int) -> tuple[int, int]:
-    h, w = int(shape[0]), int(shape[1])
-    scale = min(1.0, max_side / max(h, w))
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def resize_to(arr: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[np.float32]:
-    if arr.shape == shape:
-        return arr
-    im = Image.fromarray(arr.astype(np.float32), mode="F")
-    return np.asarray(im.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), np.float32)
-
-
 def predict_upload(
     model: LoadedModel, upload: DecodedUpload, options: PredictOptions, lock: Any
 ) -> PredictResponse:
@@ -161,25 +145,23 @@ def predict_upload(
     ``lock`` is the model service's PriorityLock taken at normal priority: a routed study
     waiting for the model goes first, so API load delays studies by one request at most.
     """
-    from plugin.analysis import predict_and_explain
-
     clf = model.classifier
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     grey = to_grey(upload.pixels)
-    pre = preprocess(grey, clf.meta.preprocess)
-    images = pre.image[None]
+    (pre,) = prepare(clf, [grey])
+    images = stack([pre])
     timings["preprocess"] = time.perf_counter() - t0
     with lock:
         t1 = time.perf_counter()
-        pred, maps = predict_and_explain(clf, images, options.methods, options.explain)
+        pred, maps = classify_and_explain(clf, images, options.methods, options.explain)
         target = int(pred.probs[0].argmax())
         timings["inference_and_explain"] = time.perf_counter() - t1
         t3 = time.perf_counter()
-        quality = explanation_quality(clf.net, pre, maps, options.quality)
+        quality = explanation_quality(clf, pre, maps, options.quality)
         timings["quality"] = time.perf_counter() - t3
     t4 = time.perf_counter()
-    shown = display_grey(grey, options.display_max_side)
+    shown = display_image(grey, options.display_max_side)
     explanations = {m: _explanation(maps[m], pre, shown, quality[m]) for m in options.methods}
     timings["render"] = time.perf_counter() - t4
     for stage, secs in timings.items():
@@ -208,18 +190,15 @@ def predict_upload(
 
 
 def _explanation(
-    attribution: Any,
+    attribution: Attribution,
     pre: Preprocessed,
     shown: NDArray[np.float32],
     quality: dict[str, float | None],
 ) -> MethodExplanation:
     """Overlay on the displayed source image (no colour bar, so it aligns) and raw map."""
-    from explain.rendering import overlay, raw_png16
-
     t0 = time.perf_counter()
     norm = np.asarray(attribution.normalised[0], dtype=np.float32)
-    on_source = resize_to(pre.to_source(norm), (shown.shape[0], shown.shape[1]))
-    rgb = overlay(shown, np.clip(on_source, 0.0, 1.0), colorbar=False)
+    rgb = render_overlay(shown, pre, norm, colorbar=False)
     return MethodExplanation(
         method=attribution.method,
         quality=quality,
@@ -230,19 +209,16 @@ def _explanation(
 
 
 def explanation_quality(
-    net: Any, pre: Preprocessed, maps: dict[str, Any], level: str
+    clf: Any, pre: Preprocessed, maps: dict[str, Attribution], level: str
 ) -> dict[str, dict[str, float | None]]:
     """Per-method metrics of explain.quality; "fast" skips the deletion/insertion curves."""
-    from explain.quality import brain_mass, quality_metrics
-
-    mask = pre.head_mask
-    if level == "full":
-        full = quality_metrics(net, pre.image[None], maps, head_masks=mask[None])
-        return {m: {k: _finite(v) for k, v in full[m][0].to_dict().items()} for m in maps}
-    frac = float(mask.mean())
+    full = level == "full"
+    rows = measure_quality(clf, stack([pre]), maps, pre.head_mask[None], curves=full)
+    if full:
+        return {m: {k: _finite(v) for k, v in rows[m][0].to_dict().items()} for m in maps}
     return {
-        m: {"brain_mass": brain_mass(a.raw[0], mask), "head_fraction": frac}
-        for m, a in maps.items()
+        m: {"brain_mass": rows[m][0].brain_mass, "head_fraction": rows[m][0].head_fraction}
+        for m in maps
     }
 
 

@@ -12,12 +12,24 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from explain.attribution import Attribution, explain, parse_methods
+from explain.attribution import Attribution, parse_methods
 from explain.options import METHODS, ExplainOptions
-from explain.quality import QualityMetrics, QualityOptions, quality_metrics
-from explain.rendering import add_text, overlay, raw_png16, to_png
+from explain.quality import QualityMetrics, QualityOptions
+from explain.rendering import raw_png16, to_png
 from inference.bundle import Classifier
-from inference.preprocessing import Preprocessed, preprocess, to_grey
+from inference.preprocessing import Preprocessed
+from inference.registry import load_model
+from plugin.analysis import (
+    classify_and_explain,
+    display_image,
+    measure_quality,
+    prepare,
+    quality_options,
+    render_overlay,
+    stack,
+)
+from plugin.settings import load_settings
+from plugin.sniff import load_any_image
 from vocabulary.errors import InputError
 
 NAME = "explain"
@@ -42,22 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_classifier(ref: str | None) -> Classifier:
     """A bundle file, a models:/ URI (MLflow) or None for the configured/bundled model."""
-    from inference.registry import load_model
-    from plugin.settings import load_settings
-
     settings = load_settings()
     ref = ref or settings.model
     uri = settings.tracking_uri() if ref and ref.startswith("models:/") else None
     clf: Classifier = load_model(ref, uri, register=False)
     return clf
-
-
-def display_grey(source: NDArray[Any]) -> NDArray[np.float32]:
-    """The source image as [0, 1] grey for overlays (0.5-99.5 percentile window)."""
-    g = to_grey(source)
-    lo, hi = np.percentile(g, [0.5, 99.5])
-    scaled: NDArray[np.float32] = np.clip((g - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
-    return scaled.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,6 @@ class Item:
 
 
 def load_items(files: list[Path], clf: Classifier) -> list[Item]:
-    from plugin.sniff import load_any_image
-
     items: list[Item] = []
     seen: set[str] = set()
     for path in files:
@@ -83,7 +82,8 @@ def load_items(files: list[Path], clf: Classifier) -> list[Item]:
                 name = f"{stem}_{n}"
             seen.add(name)
             label = str(path) if len(images) == 1 else f"{path}[{k}]"
-            items.append(Item(name, label, img, preprocess(img, clf.meta.preprocess)))
+            (pre,) = prepare(clf, [img])
+            items.append(Item(name, label, img, pre))
     return items
 
 
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     fixed = _target_index(clf, args.target)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    qopts = QualityOptions(steps=args.steps, temperature=clf.meta.temperature)
+    qopts = quality_options(clf, args.steps)
     results = []
     for start in range(0, len(items), max(1, args.batch_size)):
         batch = items[start : start + max(1, args.batch_size)]
@@ -136,16 +136,12 @@ def explain_batch(
     out: Path,
 ) -> list[dict[str, Any]]:
     """Predict, explain, measure and render one batch; returns its JSON rows."""
-    images = np.stack([it.pre.image for it in batch])
-    pred = clf.predict(images)
+    images = stack([it.pre for it in batch])
+    pred, maps = classify_and_explain(clf, images, methods, ExplainOptions(), target)
     predicted = pred.probs.argmax(axis=1)
-    targets = predicted if target is None else np.full(len(batch), target)
-    maps = explain(clf.net, images[:, None], methods, targets, ExplainOptions())
+    targets = maps[methods[0]].targets
     masks = np.stack([it.pre.head_mask for it in batch])
-    if curves:
-        quality = quality_metrics(clf.net, images, maps, masks, qopts)
-    else:
-        quality = _mass_only(maps, masks)
+    quality = measure_quality(clf, images, maps, masks, qopts, curves)
     classes = clf.meta.classes
     rows = []
     for i, it in enumerate(batch):
@@ -170,23 +166,6 @@ def explain_batch(
     return rows
 
 
-def _mass_only(
-    maps: dict[str, Attribution], masks: NDArray[np.bool_]
-) -> dict[str, list[QualityMetrics]]:
-    from explain.quality import brain_mass
-
-    nan = float("nan")
-    return {
-        m: [
-            QualityMetrics(
-                brain_mass(a.raw[i], masks[i]), nan, nan, nan, nan, float(masks[i].mean())
-            )
-            for i in range(len(masks))
-        ]
-        for m, a in maps.items()
-    }
-
-
 def _render(
     it: Item,
     i: int,
@@ -196,9 +175,8 @@ def _render(
     classes: tuple[str, ...],
     out: Path,
 ) -> dict[str, Any]:
-    heat = it.pre.to_source(a.normalised[i])
     caption = f"{method}: {classes[int(a.targets[i])]}"
-    rgb = add_text(overlay(display_grey(it.source), heat), [BANNER, caption])
+    rgb = render_overlay(display_image(it.source), it.pre, a.normalised[i], text=[BANNER, caption])
     raw = a.raw[i]
     return {
         "overlay_png": _save(out / f"{it.name}_{method}_overlay.png", to_png(rgb)),

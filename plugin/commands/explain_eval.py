@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from explain.attribution import explain, parse_methods
+from explain.attribution import parse_methods
 from explain.options import METHODS, ExplainOptions
-from explain.quality import QualityOptions, quality_metrics, randomisation_rank_corr
+from explain.quality import QualityOptions, randomisation_rank_corr
 from explain.rendering import add_text, overlay, to_png
 from explain.summary import MetricRow, summarise_method
 from inference.bundle import Classifier
 from inference.dataset import LabelledImage, list_images, load_image, repeat_training_split
-from inference.preprocessing import preprocess
+from plugin.analysis import classify_and_explain, measure_quality, prepare, stack
 from plugin.commands.explain import BANNER, load_classifier
 from vocabulary.errors import InputError
 
@@ -116,12 +116,12 @@ def run(args: argparse.Namespace) -> int:
     bs = max(1, args.batch_size)
     for start in range(0, len(items), bs):
         batch = items[start : start + bs]
-        pres = [preprocess(load_image(it.path), clf.meta.preprocess) for it in batch]
-        images = np.stack([p.image for p in pres])
+        pres = prepare(clf, [load_image(it.path) for it in batch])
+        images = stack(pres)
         masks = np.stack([p.head_mask for p in pres])
-        pred = clf.predict(images).probs.argmax(axis=1)
-        maps = explain(clf.net, images[:, None], methods, pred, ExplainOptions())
-        quality = quality_metrics(clf.net, images, maps, masks, qopts)
+        prediction, maps = classify_and_explain(clf, images, methods, ExplainOptions())
+        pred = prediction.probs.argmax(axis=1)
+        quality = measure_quality(clf, images, maps, masks, qopts)
         for i, it in enumerate(batch):
             labels.append(it.label)
             preds.append(int(pred[i]))

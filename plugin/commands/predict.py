@@ -7,11 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from inference.preprocessing import preprocess
 from inference.registry import load_model
 from inference.scope_gate import out_of_scope_reason
+from plugin.analysis import classify, prepare
 from plugin.settings import load_settings
 from plugin.sniff import load_any_image
 from vocabulary.errors import InputError
@@ -38,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
             rows.append({"file": str(path), "error": str(exc)})
             failed += 1
             continue
-        prepared = [preprocess(img, clf.meta.preprocess) for img in images]
-        pred = clf.predict(np.stack([p.image for p in prepared]))
+        prepared = prepare(clf, images)
+        pred = classify(clf, prepared)
         for k, row in enumerate(pred.probs):
             name = str(path) if len(pred.probs) == 1 else f"{path}[{k}]"
             why = out_of_scope_reason(images[k], prepared[k], pred, k, clf)

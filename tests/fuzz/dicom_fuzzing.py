@@ -1253,7 +1253,7 @@ def run_selection(case: SeriesCase, rules: Any) -> str:
 
 def fake_decision(n: int, label: str = "glioma") -> Any:
     """A series decision with the middle third eligible, as tests/integration builds them."""
-    from inference.aggregation import SeriesDecision, SliceDecision
+    from vocabulary.decisions import SeriesDecision, SliceDecision
 
     eligible = set(range(n // 3, max(2 * n // 3, n // 3 + 1)))
     slices = tuple(
@@ -1276,6 +1276,8 @@ def write_results(series_list: Sequence[Any], out_dir: Path) -> int:
     from dicom_io.parametric_map import MapOptions, build_parametric_map
     from dicom_io.secondary_capture import build_overlays
     from dicom_io.structured_report import SkippedSeries, build_report
+    from explain.rendering import add_text
+    from plugin.analysis import result_text
 
     ctx = ResultContext(model_version="9.9.9-fuzz")
     paths: list[Path] = []
@@ -1289,8 +1291,8 @@ def write_results(series_list: Sequence[Any], out_dir: Path) -> int:
             np.full((series.slices[i].rows, series.slices[i].columns, 3), 40, np.uint8)
             for i in eligible[:2]
         ]
-        captions = ["slice: glioma 0.91 | series: glioma"] * len(rgbs)
-        sc = build_overlays(series, eligible[:2], rgbs, ctx, captions)
+        text = result_text(ctx.model_name, ctx.model_version, "slice: glioma 0.91 | series: glioma")
+        sc = build_overlays(series, eligible[:2], [add_text(x, text) for x in rgbs], ctx)
         paths += write_datasets(sc, out_dir / "sc")
         rows, cols = series.slices[0].rows, series.slices[0].columns
         maps = np.zeros((n, rows, cols), np.float32)

@@ -32,8 +32,10 @@ from dicom_io.secondary_capture import build_overlays
 from dicom_io.series import Series
 from dicom_io.series_selection import select_series
 from dicom_io.structured_report import SkippedSeries, build_report
-from inference.aggregation import SeriesDecision, SliceDecision
+from explain.rendering import add_text
+from plugin.analysis import result_text
 from tests.shared_data import DICOM
+from vocabulary.decisions import SeriesDecision, SliceDecision
 
 DATA = DICOM
 CTX = ResultContext(model_version="9.9.9-test")
@@ -86,7 +88,8 @@ class Written:
 
 def _build(series: Series, indices: list[int]) -> tuple[list[Dataset], Dataset, Dataset]:
     rgb = [np.full((*series.shape, 3), 40, np.uint8) for _ in indices]  # type: ignore[misc]
-    sc = build_overlays(series, indices, rgb, CTX, captions=["glioma p=0.91"] * len(indices))
+    text = result_text(CTX.model_name, CTX.model_version, "glioma p=0.91")
+    sc = build_overlays(series, indices, [add_text(x, text) for x in rgb], CTX)
     maps = heatmaps_for(series)
     pm = build_parametric_map(series, maps, CTX)
     pmf = build_parametric_map(series, maps, CTX, MapOptions(float_pixels=True))

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from plugin.analysis import display_image
 from plugin.api.predict import (
     UnsupportedMediaType,
     decode_upload,
-    display_grey,
-    parse_methods,
+    request_methods,
 )
 from vocabulary.errors import InputError
 
@@ -47,14 +47,15 @@ def test_unknown_and_empty_content() -> None:
 
 
 def test_parse_methods() -> None:
-    assert parse_methods(None) == ("gradcam",)
-    assert parse_methods(" Saliency, gradcam ,saliency") == ("saliency", "gradcam")
+    assert request_methods(None) == ("gradcam",)
+    assert request_methods(" , ") == ("gradcam",)
+    assert request_methods(" Saliency, gradcam ,saliency") == ("saliency", "gradcam")
     with pytest.raises(InputError, match="nope"):
-        parse_methods("gradcam,nope")
+        request_methods("gradcam,nope")
 
 
-def test_display_grey_is_windowed_and_bounded() -> None:
+def test_display_image_is_windowed_and_bounded() -> None:
     img = np.linspace(0, 4000, 1024 * 800, dtype=np.float32).reshape(1024, 800)
-    out = display_grey(img, 512)
+    out = display_image(img, 512)
     assert out.shape == (512, 400)
     assert out.min() == 0.0 and out.max() == 1.0
