@@ -8,6 +8,7 @@ results of a re-run replaces the earlier files instead of adding new ones.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -52,3 +53,19 @@ def write_dataset(ds: Dataset, out_dir: Path) -> Path:
 
 def write_datasets(datasets: Iterable[Dataset], out_dir: Path) -> list[Path]:
     return [write_dataset(ds, out_dir) for ds in datasets]
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a directory so that entries created or renamed in it are durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """fsync every file and folder under ``folder``, then ``folder`` itself."""
+    for path in sorted(folder.rglob("*")):
+        fsync_path(path)
+    fsync_path(folder)

@@ -45,6 +45,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_io.file_meta import encode_file_meta
+from dicom_io.files import fsync_path
 from dicom_io.network import MR_STORAGE_CLASSES, is_valid_uid, set_tcp_nodelay
 from vocabulary.errors import BrainxaiError, NetworkError
 
@@ -86,15 +87,6 @@ class ScpOptions:
     min_free_bytes: int = 0  # refuse instances (out of resources) below this much free space
 
 
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so that entries created or renamed in it are durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_durably(path: Path, chunks: Sequence[bytes], sync: bool = True) -> None:
     """Write ``chunks`` to ``path`` (mode 0600); with ``sync``, file and directory are
     fsync'd first.
@@ -117,7 +109,7 @@ def write_durably(path: Path, chunks: Sequence[bytes], sync: bool = True) -> Non
     if target != path:
         os.replace(target, path)
     if sync:
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
 
 
 def private_dir(path: Path) -> None:
@@ -208,7 +200,7 @@ class StoreScp:
             if created:
                 private_dir(path)
             if created and self.options.fsync:
-                fsync_dir(self.options.incoming_dir)
+                fsync_path(self.options.incoming_dir)
             self._dirs.add(study_uid)
         return path
 

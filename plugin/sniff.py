@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
+from dicom_io.reader import read_bytes
 from vocabulary.errors import InputError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,8 +44,6 @@ def load_any_bytes(data: bytes, name: str = "upload") -> list[NDArray[Any]]:
     if kind in ("png", "jpeg"):
         return [decode_raster(data)]
     if kind == "dicom":
-        from dicom_io.reader import read_bytes
-
         result = read_bytes(data, name)
         images = [s.pixels for series in result.series for s in series.slices]
         if not images:

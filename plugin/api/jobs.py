@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from plugin import job_store
 from plugin.api.schemas import JobView
 from plugin.settings import Settings
 
@@ -30,21 +31,9 @@ class JobStoreLike(Protocol):
 
 def open_job_store(settings: Settings) -> tuple[JobStoreLike | None, Path | None]:
     """The plugin's job store under settings.data_dir, or (None, None) if unavailable."""
-    try:
-        from plugin import job_store
-    except ImportError:
-        log.warning("plugin.job_store not available: jobs endpoints answer 503")
-        return None, None
-    path = _store_path(job_store, settings)
+    path = job_store.default_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     return job_store.JobStore(path), path
-
-
-def _store_path(module: Any, settings: Settings) -> Path:
-    finder = getattr(module, "default_path", None)
-    if callable(finder):
-        return Path(finder(settings))
-    return settings.data_dir / "jobs.sqlite"
 
 
 def job_counts(store: JobStoreLike) -> Mapping[str, int]:

@@ -3,28 +3,44 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
+from dicom_io.pydicom_settings import configure_pydicom
+from plugin.commands import (
+    analyze,
+    demo,
+    evaluate,
+    evaluate_studies,
+    explain,
+    explain_eval,
+    fit_scope,
+    models,
+    predict,
+    real_slices,
+    serve,
+    train,
+    volume_to_dicom,
+)
 from vocabulary.errors import BrainxaiError
 
 # Each module defines NAME, HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = (
-    "train",
-    "evaluate",
-    "predict",
-    "explain",
-    "explain_eval",
-    "analyze",
-    "serve",
-    "demo",
-    "models",
-    "real_slices",
-    "evaluate_studies",
-    "volume_to_dicom",
-    "fit_scope",
+COMMANDS: tuple[ModuleType, ...] = (
+    train,
+    evaluate,
+    predict,
+    explain,
+    explain_eval,
+    analyze,
+    serve,
+    demo,
+    models,
+    real_slices,
+    evaluate_studies,
+    volume_to_dicom,
+    fit_scope,
 )
 
 
@@ -47,13 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"plugin.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"plugin.commands.{name}":
-                raise
-            continue
+    for mod in COMMANDS:
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
@@ -67,8 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(args.verbose)
-    from dicom_io.pydicom_settings import configure_pydicom
-
     configure_pydicom()
     try:
         return int(args._run(args))

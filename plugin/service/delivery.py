@@ -18,7 +18,7 @@ the job delivered, its published set narrowed to the current one. The new set is
 before the old one is removed, so the study never lacks a result; a removal that fails is
 retried with the delivery. Removal uses Orthanc's REST API whatever the delivery method.
 
-The delivery loop runs under plugin.worker.run_loop: a job-store error (the database locked
+The delivery loop runs under plugin.service.loops.run_loop: a job-store error (the database locked
 by another process) is retried with backoff instead of ending the thread. A failed attempt
 that is scheduled again counts in ``brainxai_delivery_retries_total``.
 """
@@ -31,13 +31,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from dicom_io.network import InstanceRef, Peer, find_instances, read_instance_ref, store_files
 from plugin import metrics
 from plugin.job_store import Backoff, Job, JobStore, one_line
+from plugin.service.loops import LoopHealth, LoopSpec, run_loop, store_wait_time
 from plugin.service.orthanc_client import OrthancClient, OrthancOptions
-from plugin.service.worker import LoopHealth, LoopSpec, run_loop
 from vocabulary.errors import BrainxaiError, NetworkError
 
 log = logging.getLogger(__name__)
@@ -164,15 +165,9 @@ class Deliverer:
         elif after is not None:
             log.error("job %s: delivery abandoned: %s", job.id, after.error)
 
-    def _wait_time(self) -> float:
-        nxt = self.store.next_wakeup()
-        wait = self.options.poll_seconds
-        if nxt is not None:
-            wait = max(0.01, min(wait, nxt - time.time()))
-        return wait
-
     def run(self, stop: threading.Event) -> None:
         log.info("delivery by %s, confirmed by %s", self.options.method, self.options.confirm)
-        spec = LoopSpec(self.run_once, self._wait_time, self.wake, self.health,
+        wait = partial(store_wait_time, self.store, self.options.poll_seconds)
+        spec = LoopSpec(self.run_once, wait, self.wake, self.health,
                         self.options.loop_backoff_max)  # fmt: skip
         run_loop(spec, stop)

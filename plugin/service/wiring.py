@@ -11,7 +11,7 @@ it the earlier series of a study whose files the retention removed (plugin.servi
 is the union of its series), and delivery removes from it the results a re-analysis
 superseded (plugin.service.delivery), both through its REST API (``orthanc_url``).
 
-The three loops run under plugin.worker.run_loop (a failing step is retried with backoff,
+The three loops run under plugin.service.loops.run_loop (a failing step is retried with backoff,
 never fatal); ``loop_status`` reports them to ``/readyz``, which fails when a loop thread is
 gone or has failed for ``settings.loop_unready_seconds``. Everything the service creates
 under ``data_dir`` is private to its user (folders 0700, files 0600).
@@ -31,22 +31,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import uvicorn
+
 from dicom_io.network import Peer
+from dicom_io.pydicom_settings import configure_pydicom
 from dicom_io.store_scp import ScpOptions, StoreScp, allowed_aets
+from dicom_io.warmup import warm_up
+from explain.attribution import parse_methods
+from explain.options import ExplainOptions
+from plugin.analysis import classify_and_explain
 from plugin.api import ready as api_ready
+from plugin.api.app import ApiContext, create_app
 from plugin.job_store import Backoff, Job, JobStore, default_path
+from plugin.model_service import ModelService
+from plugin.pipeline import PipelineOptions, analyze_paths
 from plugin.service.assembly import StudyAssembler, adopt_orphans, orthanc_fetcher
 from plugin.service.delivery import Deliverer, DeliveryOptions
+from plugin.service.loops import LoopHealth, LoopSpec, run_loop
 from plugin.service.orthanc_client import OrthancOptions
 from plugin.service.worker import (
-    LoopHealth,
-    LoopSpec,
     Processor,
     ProcessResult,
     Worker,
     WorkerOptions,
     remove_delivered_inputs,
-    run_loop,
 )
 from plugin.settings import Settings
 from vocabulary.errors import BrainxaiError, JobError, ModelError
@@ -65,11 +74,7 @@ class ServiceContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _model_service(settings: Settings) -> Any:
-    try:
-        from plugin.model_service import ModelService
-    except ImportError:
-        return None
+def _model_service(settings: Settings) -> ModelService:
     models = ModelService.from_settings(settings)
     try:
         models.load_initial()
@@ -100,21 +105,16 @@ def pipeline_processor(context: ServiceContext) -> Processor:
     """The built-in processor: plugin.pipeline.analyze_paths with the current classifier."""
 
     def process(paths: list[Path], out_dir: Path) -> ProcessResult:
-        try:
-            pipeline: Any = importlib.import_module("plugin.pipeline")
-            attribution: Any = importlib.import_module("explain.attribution")
-        except ImportError as exc:
-            raise JobError(f"the analysis pipeline is not available: {exc}") from exc
         settings = context.settings
-        options = pipeline.PipelineOptions(
-            methods=attribution.parse_methods(list(settings.methods)),
+        options = PipelineOptions(
+            methods=parse_methods(list(settings.methods)),
             rules_path=settings.selection_rules,
         )
         # The API's predictions use the same network (and explanation hooks): take turns,
         # routed studies first (a PriorityLock: the worker never waits behind a queue of
         # API requests, only for the one in progress).
         with _worker_turn(context.models):
-            summary = pipeline.analyze_paths(paths, context.get_classifier(), out_dir, options)
+            summary = analyze_paths(paths, context.get_classifier(), out_dir, options)
         outputs = [Path(p) for study in summary["studies"] for p in study["outputs"]]
         return ProcessResult(outputs=outputs, summary=summary)
 
@@ -128,6 +128,7 @@ def load_processor(spec: str | None, context: ServiceContext) -> Processor:
     module_name, _, attr = spec.partition(":")
     if not attr:
         raise JobError(f"processor must be 'module:factory', got {spec!r}")
+    # A configured plugin (settings.processor), loaded by name on purpose.
     factory = getattr(importlib.import_module(module_name), attr)
     processor: Processor = factory(context)
     return processor
@@ -234,17 +235,12 @@ class Service:
         if self.context.models is None:
             return
         try:
-            import numpy as np
-
-            from explain.options import ExplainOptions
-            from plugin.analysis import predict_and_explain
-
             clf = self.context.get_classifier()
             started = time.perf_counter()
             size = ExplainOptions().batch_size
             blank = np.zeros((size, clf.image_size, clf.image_size), np.float32)
-            predict_and_explain(clf, blank, list(self.settings.methods))
-        except (BrainxaiError, ImportError, RuntimeError) as exc:
+            classify_and_explain(clf, blank, list(self.settings.methods))
+        except (BrainxaiError, RuntimeError) as exc:
             log.warning("model warm-up skipped: %s", exc)
             return
         log.info("model warm-up in %.1f s", time.perf_counter() - started)
@@ -259,9 +255,6 @@ class Service:
             self.worker.run(self.stop_event)
 
     def start(self) -> None:
-        from dicom_io.pydicom_settings import configure_pydicom
-        from dicom_io.warmup import warm_up
-
         configure_pydicom()
 
         warm_up()  # before the first study, not during it
@@ -306,7 +299,7 @@ class Service:
         log.info("service stopped")
 
     def serve_forever(self) -> None:
-        """Run until SIGTERM/SIGINT; the HTTP API runs if plugin.api.app is available.
+        """Run until SIGTERM/SIGINT, with the HTTP API (plugin.api) unless ``with_api`` is off.
 
         uvicorn runs in a thread (so it installs no signal handlers of its own); the main
         thread waits for the signal, then stops the API and every other component.
@@ -316,8 +309,6 @@ class Service:
         try:
             app = self._api_app() if self.with_api else None
             if app is not None:
-                import uvicorn
-
                 config = uvicorn.Config(app, host=self.settings.http_host,
                                         port=self.settings.http_port, log_config=None)  # fmt: skip
                 server = uvicorn.Server(config)
@@ -341,11 +332,6 @@ class Service:
             pass
 
     def _api_app(self) -> Any:
-        try:
-            from plugin.api.app import ApiContext, create_app
-        except ImportError as exc:
-            log.warning("HTTP API not available (%s): DICOM node only", exc)
-            return None
         models = self.context.models
         ctx = ApiContext(models=models, jobs=self.store, jobs_path=default_path(self.settings))
         return create_app(self.settings, ctx)

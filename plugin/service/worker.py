@@ -14,10 +14,8 @@ the job store, so the processor always sees every series received for the study 
 If the PACS cannot be reached for that, the job is put back and retried like any other
 failing step around the processor.
 
-The service's loops (this worker, delivery, housekeeping) run under ``run_loop``: a failing
-step (the job store locked by another process, a full disk, a bug) is logged by its error
-type, counted, and retried with exponential backoff; the loop never dies of it. Each loop
-keeps a ``LoopHealth`` that ``/readyz`` reads.
+The worker's loop runs under plugin.service.loops.run_loop (a failing step is retried with
+backoff; the loop never dies of it).
 """
 
 from __future__ import annotations
@@ -34,9 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dicom_io.files import fsync_tree
 from plugin import metrics
 from plugin.job_store import Job, JobState, JobStore, one_line, private_dir
 from plugin.service.assembly import Fetcher, StudyAssembler, complete_study
+from plugin.service.loops import LoopHealth, LoopSpec, describe_error, run_loop, store_wait_time
 from vocabulary.errors import BrainxaiError, JobError
 
 log = logging.getLogger(__name__)
@@ -71,115 +71,12 @@ def study_inputs(incoming_dir: Path, study_uid: str) -> list[Path]:
     return sorted(folder.glob("*.dcm")) if folder.is_dir() else []
 
 
-def _fsync_tree(folder: Path) -> None:
-    for path in sorted(folder.rglob("*")):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def make_private(folder: Path) -> None:
     """Result files 0600 and folders 0700: they carry patient data."""
     os.chmod(folder, 0o700)
     for path in folder.rglob("*"):
         if not path.is_symlink():
             os.chmod(path, 0o700 if path.is_dir() else 0o600)
-
-
-# ---- loops that never die ------------------------------------------------------------------
-def describe_error(exc: BaseException) -> str:
-    """An error for the log without patient data: its type, plus SQLite's or the OS's own
-    message (never the exception text, which may name files or carry DICOM values)."""
-    name = type(exc).__name__
-    if isinstance(exc, sqlite3.Error):
-        return f"{name}: {one_line(str(exc), 120)}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{name}: {exc.strerror}"
-    return name
-
-
-class LoopHealth:
-    """Whether a service loop is making progress; read by ``/readyz`` (thread-safe)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._lock = threading.Lock()
-        self.failing_since: float | None = None
-        self.failures = 0
-        self.last_error = ""
-
-    def succeeded(self) -> None:
-        with self._lock:
-            self.failing_since = None
-            self.failures = 0
-
-    def failed(self, exc: BaseException) -> None:
-        metrics.inc_loop_error(self.name)
-        with self._lock:
-            if self.failing_since is None:
-                self.failing_since = time.time()
-            self.failures += 1
-            self.last_error = describe_error(exc)
-
-    def check(
-        self, alive: bool, unready_after: float, now: float | None = None
-    ) -> tuple[bool, str]:
-        """(ok, detail): not ok if the thread is gone or has failed for ``unready_after`` s."""
-        if not alive:
-            return False, f"{self.name} stopped"
-        now = time.time() if now is None else now
-        with self._lock:
-            since, failures, error = self.failing_since, self.failures, self.last_error
-        if since is None:
-            return True, f"{self.name} running"
-        detail = f"{self.name} failing for {now - since:.0f} s ({failures} error(s), last {error})"
-        return now - since < unready_after, detail
-
-
-@dataclass(frozen=True)
-class LoopSpec:
-    """One service loop: ``step`` does one unit of work (True: there may be more now);
-    ``wait_time`` says how long to sleep when idle; ``wake`` cuts the sleep short."""
-
-    step: Callable[[], bool]
-    wait_time: Callable[[], float]
-    wake: threading.Event
-    health: LoopHealth
-    backoff_max: float = 30.0
-
-
-def run_loop(spec: LoopSpec, stop: threading.Event) -> None:
-    """Run ``spec`` until ``stop``; a failing step is logged, counted and retried with
-    exponential backoff (0.5 s doubling up to ``backoff_max``), so the loop never dies."""
-    name = spec.health.name
-    log.info("%s started", name)
-    delay = 0.0
-    while not stop.is_set():
-        spec.wake.clear()  # before the step: a wake-up during the step is not lost
-        try:
-            busy = spec.step()
-            timeout = 0.0 if busy else spec.wait_time()
-        except Exception as exc:  # noqa: BLE001 (logged with its type, traceback at debug)
-            delay = min(spec.backoff_max, max(0.5, delay * 2))
-            spec.health.failed(exc)
-            log.warning("%s: %s; retrying in %.1f s", name, describe_error(exc), delay)
-            log.debug("%s: step failed", name, exc_info=True)
-            stop.wait(delay)
-            continue
-        if delay:
-            log.info("%s: recovered", name)
-        delay = 0.0
-        spec.health.succeeded()
-        if timeout > 0 and not stop.is_set():
-            spec.wake.wait(timeout)
-    log.info("%s stopped", name)
 
 
 # ---- the worker ----------------------------------------------------------------------------
@@ -253,7 +150,7 @@ class Worker:
             result = self.processor(inputs, partial)
             relative = [_relative(p, partial) for p in result.outputs]
             make_private(partial)
-            _fsync_tree(partial)
+            fsync_tree(partial)
         except BrainxaiError as exc:
             message = str(exc)
             log.warning("job %s failed: %s", job.id, one_line(message))
@@ -324,7 +221,7 @@ class Worker:
         run_loop(
             LoopSpec(
                 self.run_once,
-                lambda: _wait_time(self.store, self.options.poll_seconds),
+                lambda: store_wait_time(self.store, self.options.poll_seconds),
                 self.wake,
                 self.health,
                 self.options.backoff_max_seconds,
@@ -353,13 +250,6 @@ def _relative(path: Path, folder: Path) -> Path:
         return path.resolve().relative_to(folder.resolve())
     except ValueError as exc:
         raise JobError(f"processor output {path.name} is outside its output folder") from exc
-
-
-def _wait_time(store: JobStore, poll: float) -> float:
-    nxt = store.next_wakeup()
-    if nxt is None:
-        return poll
-    return max(0.01, min(poll, nxt - time.time()))
 
 
 def remove_delivered_inputs(

@@ -27,15 +27,8 @@ from plugin.job_store import Backoff, JobState, JobStore, one_line
 from plugin.model_service import PriorityLock
 from plugin.service.assembly import StudyAssembler, adopt_orphans
 from plugin.service.delivery import Deliverer, DeliveryOptions
-from plugin.service.worker import (
-    LoopHealth,
-    LoopSpec,
-    ProcessResult,
-    Worker,
-    WorkerOptions,
-    no_result_reason,
-    run_loop,
-)
+from plugin.service.loops import LoopHealth, LoopSpec, run_loop
+from plugin.service.worker import ProcessResult, Worker, WorkerOptions, no_result_reason
 from vocabulary.errors import InputError, JobError
 
 STUDY = "1.2.826.0.1.3680043.8.498.7001"
