@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import uvicorn
 
 from dicom_io.network import Peer
 from dicom_io.pydicom_settings import configure_pydicom
@@ -309,6 +308,9 @@ class Service:
         try:
             app = self._api_app() if self.with_api else None
             if app is not None:
+                # Lazy for CLI start-up: uvicorn (and watchfiles) only when the service runs.
+                import uvicorn
+
                 config = uvicorn.Config(app, host=self.settings.http_host,
                                         port=self.settings.http_port, log_config=None)  # fmt: skip
                 server = uvicorn.Server(config)
