@@ -5,6 +5,7 @@
 - ``explain.activations.top_activations``: the strongest feature maps of a layer.
 - ``explain.quality``: brain mass, deletion/insertion AUCs (with a random-map reference),
   model-randomisation rank correlation; ``quality_metrics`` for a batch.
-- ``explain.rendering``: colour-mapped overlays, 16-bit raw PNGs, burned-in text.
+- ``explain.rendering``: the display window, colour-mapped overlays, 16-bit raw PNGs,
+  burned-in text.
 - ``explain.summary``: aggregation of the metrics over a labelled set.
 """
