@@ -133,7 +133,7 @@ def test_demo_command_uploads_waits_and_prints_timings(
     brainxai.start()
     orthanc.upload(sorted(folder.glob("*.dcm"))[:1])  # already present: needs --replace
     demo = subprocess.run(
-        [str(BRAINXAI), "demo", "--study", str(folder), "--orthanc", orthanc.url,
+        [*BRAINXAI, "demo", "--study", str(folder), "--orthanc", orthanc.url,
          "--replace", "--timeout", "60"],
         env=brainxai.env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
