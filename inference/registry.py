@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inference.bundle import BUNDLED_MODEL, load_bundle
+from inference.classification_metrics import confusion_matrix, roc_curve
 from vocabulary.errors import ModelError
 from vocabulary.identity import MODEL_NAME
 
@@ -185,8 +186,6 @@ def log_plots(labels: NDArray[np.int64], probs: NDArray[np.float32], classes: li
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from inference.classification_metrics import confusion_matrix, roc_curve
 
     mlflow = _mlflow()
     cm = confusion_matrix(labels, probs.argmax(1), len(classes))

@@ -3,7 +3,8 @@
 An AST walk (no module is imported): every ``import`` and ``from ... import`` anywhere in a
 module (top level, inside functions, under TYPE_CHECKING) must point at its own part or at
 one the architecture table allows. Also: DICOM libraries only in dicom_io, no importlib
-loading of brainxai modules, module names unique across parts, the console script exists.
+loading and no function-level import of brainxai modules, module names unique across parts,
+the console script exists.
 """
 
 from __future__ import annotations
@@ -126,6 +127,29 @@ def test_no_brainxai_module_is_loaded_by_name() -> None:
                 text = ast.unparse(node.args[0]).strip("'\"f")
                 if part_of(text) is not None:
                     wrong.append(f"{path.relative_to(REPO)}:{node.lineno}: {text}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_brainxai_module_is_imported_inside_a_function() -> None:
+    """A function-level import of our own code hides an arrow (TYPE_CHECKING blocks are fine:
+    they are at module level, in plain sight)."""
+    wrong = []
+    for path in modules().values():
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    targets = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    targets = [node.module or ""]
+                else:
+                    continue
+                wrong += [
+                    f"{path.relative_to(REPO)}:{node.lineno}: {t}"
+                    for t in targets
+                    if part_of(t) is not None
+                ]
     assert not wrong, "\n".join(wrong)
 
 
