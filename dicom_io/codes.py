@@ -1,68 +1,82 @@
-"""Coded concepts used in the report.
+"""Coded concepts of the Structured Report (PS3.16 TID 1500, section 8 on coding schemes).
 
-Standard codes (DCM, SCT, UCUM) are used where a fitting concept exists and could be
-checked against pydicom's code dictionary offline. The four classes, the report title and
-our own measurement names use the private coding scheme 99BRAINXAI (PS3.16 section 8.2
-allows "99"-prefixed private schemes), declared in CodingSchemeIdentificationSequence.
-SNOMED CT concepts for glioma, meningioma and pituitary tumour exist, but their identifiers
-could not be verified here, so the classes are private codes rather than guessed SCT codes.
+Standard concepts are taken from pydicom's code dictionary (``pydicom.sr.codedict.codes``),
+so every DCM, SCT, LN and UCUM code here is checked offline when this module is imported.
+Where no standard concept exists (the four class names other than "indeterminate", the
+per-class probabilities, the explanation methods other than saliency and the explanation
+quality figures) the private coding scheme 99BRAINXAI is used (PS3.16 section 8.2: private
+schemes start with "99") and declared in the SR's Coding Scheme Identification Sequence
+(0008,0110; PS3.3 C.12.1.1.2). Code meanings are readable names, never internal keys.
+SNOMED CT concepts for glioma, meningioma and pituitary tumour exist but are not in the
+offline dictionary, so they are private codes rather than unverified SCT codes.
 """
 
 from __future__ import annotations
 
 from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-
-from vocabulary.identity import CLASSES
 
 SCHEME = "99BRAINXAI"
 
 
 def private(value: str, meaning: str) -> Code:
+    """A 99BRAINXAI code (value up to 16 characters, meaning up to 64: SH and LO)."""
     return Code(value[:16], SCHEME, meaning[:64])
 
 
-REPORT_TITLE = private("BXAI-REPORT", "Brain MR tumour classification (AI, research use)")
-STUDY_RESULT = private("BXAI-STUDY", "Study classification")
-SERIES_RESULT = private("BXAI-SERIES", "Series classification")
-SERIES_SKIPPED = private("BXAI-SKIPPED", "Series not analysed")
-EXPLANATION = private("BXAI-XAI", "Explanation quality")
-METHOD = private("BXAI-METHOD", "Explanation method")
-REASON = private("BXAI-REASON", "Reason")
-MODEL_NAME = private("BXAI-MODEL", "Model name")
-SERIES_DESCRIPTION = private("BXAI-SERDESC", "Series description")
-N_SLICES = private("BXAI-NSLICES", "Number of slices")
-N_ELIGIBLE = private("BXAI-NELIGIBLE", "Number of eligible slices")
-OUTSIDE_BRAIN = private("BXAI-OUTSIDE", "Heatmap mass mostly outside the brain")
+# Standard concepts (pydicom.sr.codedict raises AttributeError for an unknown keyword).
+REPORT_TITLE: Code = codes.DCM.ImagingMeasurementReport  # 126000, CID 7021
+PROCEDURE: Code = codes.LN.MRIUnspecifiedBodyRegion  # 25056-3, CID 100
+DEVICE: Code = codes.DCM.Device  # 121007, observer type (CID 270)
+BRAIN: Code = codes.SCT.Brain  # 12738006, finding site
+COMMENT: Code = codes.DCM.Comment  # 121106
+FINDING: Code = codes.DCM.Finding  # 121071
+VISUAL_EXPLANATION: Code = codes.DCM.VisualExplanation  # 130401
+INDETERMINATE: Code = codes.SCT.Indeterminate  # 82334004
+MEAN: Code = codes.SCT.Mean  # 373098007, derivation of the probabilities (CID 3488)
+YES: Code = codes.SCT.Yes  # 373066001
+NO: Code = codes.SCT.No  # 373067005
+NO_UNITS: Code = codes.UCUM.NoUnits  # "1"
 
+# Private concepts.
 CLASS_CODES = {
     "glioma": private("BXAI-GLIOMA", "Glioma"),
     "meningioma": private("BXAI-MENINGIOMA", "Meningioma"),
     "notumor": private("BXAI-NOTUMOR", "No tumour found"),
     "pituitary": private("BXAI-PITUITARY", "Pituitary tumour"),
 }
-PROBABILITY_CODES = {c: private(f"BXAI-P-{c.upper()}", f"Probability of {c}") for c in CLASSES}
-METRIC_CODES = {
-    "brain_mass": private("BXAI-BRAINMASS", "Heatmap mass inside the brain"),
-    "deletion_auc": private("BXAI-DELAUC", "Deletion AUC"),
-    "insertion_auc": private("BXAI-INSAUC", "Insertion AUC"),
-    "deletion_auc_random": private("BXAI-DELAUC-RND", "Deletion AUC of a random map"),
-    "insertion_auc_random": private("BXAI-INSAUC-RND", "Insertion AUC of a random map"),
-    "head_fraction": private("BXAI-HEADFRAC", "Head fraction of the image"),
+DECISION = private("BXAI-DECISION", "Decision and its reason")
+NOT_ANALYSED = private("BXAI-SKIPPED", "Series not analysed")
+N_SLICES = private("BXAI-NSLICES", "Slices in the series")
+N_ASSESSED = private("BXAI-NASSESSED", "Slices assessed (eligible for the vote)")
+N_VOTES = private("BXAI-NVOTES", "Assessed slices voting for the finding")
+OVERLAY = private("BXAI-OVERLAY", "Heatmap overlay image (Secondary Capture)")
+OUTSIDE_BRAIN = private("BXAI-OUTSIDE", "Heatmap mass mostly outside the brain")
+METHOD_CODES = {
+    "gradcam": private("BXAI-GRADCAM", "Grad-CAM"),
+    "gradcampp": private("BXAI-GRADCAMPP", "Grad-CAM++"),
+    "saliency": codes.DCM.Saliency,  # 130404
+    "smoothgrad": private("BXAI-SMOOTHGRAD", "SmoothGrad"),
+    "occlusion": private("BXAI-OCCLUSION", "Occlusion sensitivity"),
 }
+METRIC_CODES = {
+    "brain_mass": private("BXAI-BRAINMASS", "Heatmap mass inside the brain (share)"),
+    "deletion_auc": private("BXAI-DELAUC", "Deletion curve area (lower is better)"),
+    "insertion_auc": private("BXAI-INSAUC", "Insertion curve area (higher is better)"),
+    "deletion_auc_random": private("BXAI-DELAUC-RND", "Deletion curve area of a random map"),
+    "insertion_auc_random": private("BXAI-INSAUC-RND", "Insertion curve area of a random map"),
+    "head_fraction": private("BXAI-HEADFRAC", "Head share of the image"),
+    "n_slices": private("BXAI-QSLICES", "Slices used for the explanation quality"),
+}
+# Figures the report states otherwise (outside_brain is the qualitative evaluation).
+DERIVED_METRICS = frozenset({"outside_brain"})
 
-# Standard codes (checked in pydicom.sr codes).
-ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
-ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
-SERIES_INSTANCE_UID = Code("112002", "DCM", "Series Instance UID")
-STUDY_INSTANCE_UID = Code("110180", "DCM", "Study Instance UID")
-COMMENT = Code("121106", "DCM", "Comment")
-FINDING = Code("121071", "DCM", "Finding")
-SOURCE_OF_MEASUREMENT = Code("121112", "DCM", "Source of Measurement")
-INDETERMINATE = Code("82334004", "SCT", "Indeterminate")
-YES = Code("373066001", "SCT", "Yes")
-NO = Code("373067005", "SCT", "No")
-NO_UNITS = Code("1", "UCUM", "no units")
+
+def readable(name: str) -> str:
+    """A key such as ``deletion_auc`` as words: 'Deletion auc'."""
+    words = name.replace("_", " ").replace("-", " ").strip()
+    return words[:1].upper() + words[1:] if words else "-"
 
 
 def class_code(label: str) -> Code:
@@ -71,15 +85,33 @@ def class_code(label: str) -> Code:
         return CLASS_CODES[label]
     if label == "indeterminate":
         return INDETERMINATE
-    return private(f"BXAI-{label.upper()}", label)
+    return private(f"BXAI-C-{label.upper()}", readable(label))
+
+
+def class_name(label: str) -> str:
+    """The readable class name used in sentences ('Glioma', 'Indeterminate')."""
+    return class_code(label).meaning
+
+
+def probability_code(label: str, of_series: bool = False) -> Code:
+    """'Mean slice (or series) probability of <class>', named as not the decision."""
+    over = "series" if of_series else "slice"
+    what = "no tumour" if label == "notumor" else class_name(label).lower()
+    meaning = f"Mean {over} probability of {what} (not the decision)"
+    prefix = "BXAI-SP-" if of_series else "BXAI-P-"
+    return private(f"{prefix}{label.upper()}", meaning)
+
+
+def method_code(method: str) -> Code:
+    return METHOD_CODES.get(method) or private(f"BXAI-M-{method.upper()}", readable(method))
 
 
 def metric_code(name: str) -> Code:
-    return METRIC_CODES.get(name) or private(f"BXAI-Q-{name.upper()}", name)
+    return METRIC_CODES.get(name) or private(f"BXAI-Q-{name.upper()}", readable(name))
 
 
 def scheme_identification() -> Dataset:
-    """CodingSchemeIdentificationSequence item for 99BRAINXAI (PS3.3 C.12.1.1.2)."""
+    """Coding Scheme Identification Sequence item for 99BRAINXAI (PS3.3 C.12.1.1.2)."""
     item = Dataset()
     item.CodingSchemeDesignator = SCHEME
     item.CodingSchemeName = "brainxai private codes"

@@ -1,36 +1,46 @@
-"""The study's AI result as a Comprehensive SR (PS3.3 A.35.3), built with highdicom.
+"""The study's AI result as a TID 1500 Measurement Report in a Comprehensive SR.
 
-Content tree (all items CONTAINS children of their container; codes in dicom_io/codes.py):
+Comprehensive SR IOD (PS3.3 A.35.3) whose content is PS3.16 TID 1500 "Measurement Report",
+built with highdicom's ``highdicom.sr`` templates, following the IHE AI Results (AIR)
+profile where it applies (device observer, algorithm identification, tracking identifiers,
+qualitative findings, references to the images and to our other result objects):
 
-    CONTAINER  Brain MR tumour classification (AI, research use)       [99BRAINXAI]
-      TEXT     Comment: research-use statement naming the model version
-      TEXT     Algorithm Name / Algorithm Version (DCM 111001 / 111003), Model name
-      CONTAINER Study classification
-        CODE   Finding (DCM 121071) = class code or Indeterminate (SCT 82334004)
-        TEXT   Reason;  NUM Probability of <class> x 4 (UCUM "1")
-      CONTAINER Series classification            (one per analysed series)
-        UIDREF Series Instance UID;  TEXT Series description
-        CODE   Finding;  TEXT Reason;  NUM probabilities;  NUM slices / eligible slices
-        IMAGE  Source of Measurement (DCM 121112), one per eligible slice
-        CONTAINER Explanation quality            (one per method)
-          TEXT Explanation method;  NUM brain_mass, deletion/insertion AUC, ...
-          CODE Heatmap mass mostly outside the brain = Yes/No (SCT), Yes if brain_mass < 0.5
-      CONTAINER Series not analysed              (one per skipped series)
-        UIDREF Series Instance UID;  TEXT Reason
+    CONTAINER Imaging Measurement Report (DCM 126000, TID 1500)
+      Language; Observer Type = Device (TID 1002/1004: UID, name, manufacturer, model name
+        with the model version, serial number); Procedure Reported = MRI (LN 25056-3)
+      CONTAINER Imaging Measurements
+        Measurement Group (TID 1501) "Study result"
+          Tracking Identifier + Tracking UID (TID 4108); Finding (DCM 121071) = class or
+          Indeterminate (SCT 82334004); Finding Site = Brain (SCT); Algorithm Name, Version,
+          Manufacturer (TID 4019); NUM mean series probability per class (UCUM "1", derivation
+          Mean); TEXT decision sentence; TEXT research statement (DCM 121106 Comment);
+          TEXT one per series not analysed
+        Measurement Group "Series <number> <description>"     (one per analysed series)
+          Tracking; Finding; Finding Site; Algorithm; IMAGE Source of Measurement (DCM 121112)
+          per assessed slice; NUM mean slice probability per class; NUM slices in the series,
+          assessed slices and slices voting for the finding; TEXT decision sentence
+        Measurement Group "<method> explanation of series <number>"   (one per method)
+          Tracking; Finding = Visual explanation (DCM 130401); Measurement Method = the
+          explanation method; Algorithm; IMAGE Source of Measurement = our Parametric Map of
+          that method; IMAGE "Heatmap overlay image" per Secondary Capture showing it;
+          NUM explanation-quality figures (UCUM "1"); CODE heatmap mostly outside the brain
+          = Yes/No (SCT), Yes if its mass inside the brain is below 0.5
 
-A free Comprehensive SR rather than TID 1500 because "indeterminate" with its reason, the
-skipped series and the disclaimer have no place in TID 1500's measurement groups.
-
-Patient and study attributes come from the first evidence header as checked by
-dicom_io.sanitise (invalid values dropped or emptied, warnings to the caller); a source
-series description that breaks its VR is reported as "-".
+Codes are in dicom_io/codes.py (standard where pydicom's dictionary has one, else the private
+scheme 99BRAINXAI declared in Coding Scheme Identification Sequence). The TEXT items beyond
+TID 1501's rows carry what a reader needs and TID 1501 has no coded place for (the reason of
+an indeterminate result, the research-use statement). Every referenced instance (source
+slices, SC and PM) is listed in Current Requested Procedure Evidence Sequence (PS3.3
+C.17.2.3). Patient and study attributes come from the first evidence header as checked by
+dicom_io.sanitise (invalid values dropped or emptied, warnings to the caller).
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +48,7 @@ import highdicom as hd
 from highdicom.sr import RelationshipTypeValues as Rel
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
+from pydicom.uid import ParametricMapStorage, SecondaryCaptureImageStorage
 
 from dicom_io import codes
 from dicom_io.context import (
@@ -46,9 +57,10 @@ from dicom_io.context import (
     mark_research,
     quiet_person_names,
 )
+from dicom_io.decision_text import DecisionRecord, series_sentence, study_sentence
 from dicom_io.sanitise import record, sanitise_source, valid_text
 from dicom_io.series import Series
-from dicom_io.uids import instance_uid, series_uid
+from dicom_io.uids import derived_uid, instance_uid, series_uid
 from vocabulary.decisions import SeriesDecision
 from vocabulary.errors import InputError
 
@@ -66,96 +78,219 @@ class SkippedSeries:
     reason: str
 
 
+@dataclass(frozen=True)
+class ResultObject:
+    """A Secondary Capture or Parametric Map instance written for one analysed series."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_instance_uid: str
+    method: str  # the explanation method whose heatmap it holds, e.g. "gradcam"
+
+    @classmethod
+    def of(cls, ds: Dataset, method: str) -> ResultObject:
+        return cls(str(ds.SOPClassUID), str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID), method)
+
+    @property
+    def is_overlay(self) -> bool:
+        return self.sop_class_uid == SecondaryCaptureImageStorage
+
+    @property
+    def is_map(self) -> bool:
+        return self.sop_class_uid == ParametricMapStorage
+
+    def evidence(self, study_instance_uid: str) -> Dataset:
+        """The attributes an evidence sequence item needs (PS3.3 C.17.2.3)."""
+        ds = Dataset()
+        ds.StudyInstanceUID = study_instance_uid
+        ds.SeriesInstanceUID = self.series_instance_uid
+        ds.SOPClassUID = self.sop_class_uid
+        ds.SOPInstanceUID = self.sop_instance_uid
+        return ds
+
+
+@dataclass(frozen=True)
+class _Report:
+    """What every measurement group shares."""
+
+    ctx: ResultContext
+    algorithm: hd.sr.AlgorithmIdentification
+
+
 def _text(name: Code, value: str) -> hd.sr.TextContentItem:
     return hd.sr.TextContentItem(
         name=name, value=value[:1024] or "-", relationship_type=Rel.CONTAINS
     )
 
 
-def _num(name: Code, value: float) -> hd.sr.NumContentItem:
-    return hd.sr.NumContentItem(
-        name=name, value=float(value), unit=codes.NO_UNITS, relationship_type=Rel.CONTAINS
+def _measurement(name: Code, value: float, mean: bool = False) -> hd.sr.Measurement:
+    derivation = codes.MEAN if mean else None
+    return hd.sr.Measurement(
+        name=name, value=float(value), unit=codes.NO_UNITS, derivation=derivation
     )
 
 
-def _code(name: Code, value: Code) -> hd.sr.CodeContentItem:
-    return hd.sr.CodeContentItem(name=name, value=value, relationship_type=Rel.CONTAINS)
+def _tracking(
+    identifier: str, source_uid: str, ctx: ResultContext, kind: str
+) -> hd.sr.TrackingIdentifier:
+    uid = derived_uid(source_uid, ctx.model_version, f"{OBJECT_TYPE}-track-{kind}")
+    return hd.sr.TrackingIdentifier(uid=uid, identifier=identifier[:64])
 
 
-def _container(name: Code, items: Sequence[Any], root: bool = False) -> hd.sr.ContainerContentItem:
-    c = hd.sr.ContainerContentItem(name=name, relationship_type=None if root else Rel.CONTAINS)
-    c.ContentSequence = hd.sr.ContentSequence(items)
-    return c
+def _probabilities(probs: Mapping[str, float], of_series: bool) -> list[hd.sr.Measurement]:
+    return [
+        _measurement(codes.probability_code(label, of_series), value, mean=True)
+        for label, value in probs.items()
+        if value is not None and math.isfinite(value)
+    ]
 
 
-def _probabilities(probs: Mapping[str, float]) -> list[Dataset]:
-    out: list[Dataset] = []
-    for label, value in probs.items():
-        if value is None or not math.isfinite(value):
-            continue
-        name = codes.PROBABILITY_CODES.get(label) or codes.private(f"BXAI-P-{label}", label)
-        out.append(_num(name, value))
-    if not out:
-        out.append(_text(codes.COMMENT, "probabilities not available (no eligible slices)"))
-    return out
+def _group(
+    r: _Report,
+    tracking: hd.sr.TrackingIdentifier,
+    finding: Code,
+    measurements: Sequence[hd.sr.Measurement],
+    extra: Iterable[Dataset] = (),
+    **kwargs: Any,
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """A TID 1501 group on the brain with our algorithm; ``extra`` items are appended."""
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
+        finding_type=finding,
+        finding_sites=[hd.sr.FindingSite(codes.BRAIN)],
+        algorithm_id=r.algorithm,
+        measurements=list(measurements) or None,
+        **kwargs,
+    )
+    group[0].ContentSequence.extend(extra)
+    return group
 
 
-def _quality(method: str, values: Mapping[str, float]) -> hd.sr.ContainerContentItem:
-    items: list[Dataset] = [_text(codes.METHOD, method)]
-    for name, value in values.items():
-        if value is not None and math.isfinite(float(value)):
-            items.append(_num(codes.metric_code(name), float(value)))
+def _study_group(
+    r: _Report,
+    study_uid: str,
+    label: str,
+    reason: str,
+    probs: Mapping[str, float],
+    skipped: Sequence[SkippedSeries],
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    extra = [
+        _text(codes.DECISION, study_sentence(label, reason)),
+        _text(codes.COMMENT, r.ctx.statement),
+    ]
+    extra += [_text(codes.NOT_ANALYSED, f"{s.series_instance_uid}: {s.reason}") for s in skipped]
+    return _group(
+        r,
+        _tracking("Study result", study_uid, r.ctx, "study"),
+        codes.class_code(label),
+        _probabilities(probs, of_series=True),
+        extra,
+    )
+
+
+def _series_name(series: Series) -> str:
+    number = series.header.get("SeriesNumber")
+    text = series.series_description
+    parts = ["Series", str(number) if number not in (None, "") else "-"]
+    if text and valid_text(text):
+        parts.append(text)
+    return " ".join(parts)
+
+
+def _series_group(
+    r: _Report, series: Series, decision: SeriesDecision
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    eligible = decision.eligible_indices
+    counts = [
+        _measurement(codes.N_SLICES, len(series)),
+        _measurement(codes.N_ASSESSED, len(eligible)),
+    ]
+    votes = decision.votes.get(decision.label)
+    if decision.label != "indeterminate" and votes is not None:
+        counts.append(_measurement(codes.N_VOTES, votes))
+    sources = [
+        hd.sr.SourceImageForMeasurementGroup(
+            referenced_sop_class_uid=series.slices[i].sop_class_uid,
+            referenced_sop_instance_uid=series.slices[i].sop_instance_uid,
+            referenced_frame_numbers=_frames(series.slices[i].frame_number),
+        )
+        for i in eligible
+    ]
+    return _group(
+        r,
+        _tracking(_series_name(series), series.series_instance_uid, r.ctx, "series"),
+        codes.class_code(decision.label),
+        [*_probabilities(decision.probabilities, of_series=False), *counts],
+        [_text(codes.DECISION, series_sentence(decision))],
+        source_images=sources or None,
+    )
+
+
+def _frames(frame_number: int | None) -> list[int] | None:
+    return [frame_number] if frame_number is not None else None
+
+
+def _explanation_group(
+    r: _Report,
+    series: Series,
+    method: str,
+    values: Mapping[str, float],
+    objects: Sequence[ResultObject],
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    measurements = [
+        _measurement(codes.metric_code(name), float(value))
+        for name, value in values.items()
+        if name not in codes.DERIVED_METRICS and value is not None and math.isfinite(float(value))
+    ]
+    evaluations = []
     mass = values.get("brain_mass")
     if mass is not None and math.isfinite(float(mass)):
         outside = float(mass) < OUTSIDE_BRAIN_THRESHOLD
-        items.append(_code(codes.OUTSIDE_BRAIN, codes.YES if outside else codes.NO))
-    return _container(codes.EXPLANATION, items)
-
-
-def _series_item(
-    series: Series, decision: SeriesDecision, metrics: Mapping[str, Mapping[str, float]]
-) -> hd.sr.ContainerContentItem:
-    items: list[Dataset] = [
-        hd.sr.UIDRefContentItem(
-            name=codes.SERIES_INSTANCE_UID,
-            value=series.series_instance_uid,
-            relationship_type=Rel.CONTAINS,
-        ),
-        _text(codes.SERIES_DESCRIPTION, _description(series)),
-        _code(codes.FINDING, codes.class_code(decision.label)),
-        _text(codes.REASON, decision.reason),
-        *_probabilities(decision.probabilities),
-        _num(codes.N_SLICES, len(series)),
-        _num(codes.N_ELIGIBLE, len(decision.eligible_indices)),
-    ]
-    for idx in decision.eligible_indices:
-        sl = series.slices[idx]
-        items.append(
-            hd.sr.ImageContentItem(
-                name=codes.SOURCE_OF_MEASUREMENT,
-                referenced_sop_class_uid=sl.sop_class_uid,
-                referenced_sop_instance_uid=sl.sop_instance_uid,
-                referenced_frame_numbers=sl.frame_number,
-                relationship_type=Rel.CONTAINS,
-            )
+        evaluations.append(
+            hd.sr.QualitativeEvaluation(codes.OUTSIDE_BRAIN, codes.YES if outside else codes.NO)
         )
-    for method, values in metrics.items():
-        items.append(_quality(method, values))
-    return _container(codes.SERIES_RESULT, items)
-
-
-def _description(series: Series) -> str:
-    text = series.series_description
-    return text if text and valid_text(text) else "-"
-
-
-def _skipped_item(skipped: SkippedSeries) -> hd.sr.ContainerContentItem:
-    uid = hd.sr.UIDRefContentItem(
-        name=codes.SERIES_INSTANCE_UID,
-        value=skipped.series_instance_uid,
-        relationship_type=Rel.CONTAINS,
+    maps = [
+        hd.sr.SourceImageForMeasurementGroup(o.sop_class_uid, o.sop_instance_uid)
+        for o in objects
+        if o.method == method and o.is_map
+    ]
+    overlays = [
+        hd.sr.ImageContentItem(
+            name=codes.OVERLAY,
+            referenced_sop_class_uid=o.sop_class_uid,
+            referenced_sop_instance_uid=o.sop_instance_uid,
+            relationship_type=Rel.CONTAINS,
+        )
+        for o in objects
+        if o.method == method and o.is_overlay
+    ]
+    name = f"{codes.method_code(method).meaning} explanation of {_series_name(series)}"
+    return _group(
+        r,
+        _tracking(name, series.series_instance_uid, r.ctx, f"xai-{method}"),
+        codes.VISUAL_EXPLANATION,
+        measurements,
+        overlays,
+        method=codes.method_code(method),
+        qualitative_evaluations=evaluations or None,
+        source_images=maps or None,
     )
-    return _container(codes.SERIES_SKIPPED, [uid, _text(codes.REASON, skipped.reason)])
+
+
+def _observation_context(ctx: ResultContext) -> hd.sr.ObservationContext:
+    """The algorithm as device observer (TID 1002 and 1004, PS3.16)."""
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=derived_uid(ctx.model_name, ctx.model_version, "device"),
+        name=ctx.algorithm_name[:64],
+        manufacturer_name=ctx.manufacturer,
+        model_name=f"{ctx.model_name} {ctx.model_version}"[:64],
+        serial_number=ctx.device_serial_number,
+    )
+    observer = hd.sr.ObserverContext(
+        observer_type=hd.sr.CodedConcept.from_code(codes.DEVICE),
+        observer_identifying_attributes=device,
+    )
+    return hd.sr.ObservationContext(observer_device_context=observer)
 
 
 def build_report(
@@ -168,10 +303,13 @@ def build_report(
     ctx: ResultContext,
     skipped: Sequence[SkippedSeries] = (),
     source_warnings: list[str] | None = None,
+    results: Mapping[str, Sequence[ResultObject]] | None = None,
 ) -> Dataset:
-    """A Comprehensive SR of one study's result; decisions[i] belongs to series_list[i].
+    """A TID 1500 report of one study's result; decisions[i] belongs to series_list[i].
 
-    Invalid source values found on the way are added to ``source_warnings`` (once each).
+    ``results`` maps a series UID to the SC and PM instances written for it (referenced in
+    its explanation groups and listed as evidence). Invalid source values found on the way
+    are added to ``source_warnings`` (once each).
     """
     if not series_list or len(series_list) != len(decisions):
         raise InputError(f"{len(series_list)} series but {len(decisions)} decisions")
@@ -179,23 +317,51 @@ def build_report(
     if len(studies) != 1:
         raise InputError(f"series from {len(studies)} studies in one report")
     study_uid = studies.pop()
-    study = _container(
-        codes.STUDY_RESULT,
-        [
-            _code(codes.FINDING, codes.class_code(study_label)),
-            _text(codes.REASON, study_reason),
-            *_probabilities(study_probs),
-        ],
+    results = results or {}
+    algorithm = hd.sr.AlgorithmIdentification(
+        name=ctx.algorithm_name, version=ctx.model_version, manufacturer=ctx.manufacturer
     )
-    root = _root(series_list, decisions, study, metrics, ctx, skipped)
-    evidence = _evidence(series_list, decisions)
-    texts = [study_reason, *(_description(s) for s in series_list), *(k.reason for k in skipped)]
-    src = sanitise_source(evidence[0], texts + [d.reason for d in decisions])
+    r = _Report(ctx, algorithm)
+    groups = [_study_group(r, study_uid, study_label, study_reason, study_probs, skipped)]
+    for s, d in zip(series_list, decisions, strict=True):
+        groups.append(_series_group(r, s, d))
+        objects = results.get(s.series_instance_uid, ())
+        values = metrics.get(s.series_instance_uid, {})
+        for method in dict.fromkeys([*values, *(o.method for o in objects)]):
+            groups.append(_explanation_group(r, s, method, values.get(method, {}), objects))
+    report = hd.sr.MeasurementReport(
+        observation_context=_observation_context(ctx),
+        procedure_reported=codes.PROCEDURE,
+        imaging_measurements=groups,
+        title=codes.REPORT_TITLE,
+    )
+    sr = _document(report, series_list, decisions, results, ctx, skipped, source_warnings)
+    log.info("built SR for study %s with %d series", study_uid, len(series_list))
+    return sr
+
+
+def _document(
+    report: hd.sr.MeasurementReport,
+    series_list: Sequence[Series],
+    decisions: Sequence[SeriesDecision],
+    results: Mapping[str, Sequence[ResultObject]],
+    ctx: ResultContext,
+    skipped: Sequence[SkippedSeries],
+    source_warnings: list[str] | None,
+) -> Dataset:
+    """The Comprehensive SR around ``report``, in the source study, with its evidence."""
+    study_uid = series_list[0].study_instance_uid
+    sources = _evidence(series_list, decisions)
+    texts = [_series_name(s) for s in series_list] + [k.reason for k in skipped]
+    texts += [d.reason for d in decisions]
+    src = sanitise_source(sources[0], texts)
     record(src.warnings, source_warnings, "SR")
+    ours = [o.evidence(study_uid) for objects in results.values() for o in objects]
+    now = datetime.datetime.now()
     with quiet_person_names():
         sr = hd.sr.ComprehensiveSR(
-            evidence=[src.dataset, *evidence[1:]],
-            content=root,
+            evidence=[src.dataset, *sources[1:], *ours],
+            content=report,
             series_instance_uid=series_uid(study_uid, ctx.model_version, OBJECT_TYPE),
             series_number=ctx.series_number(OBJECT_TYPE, None),
             sop_instance_uid=instance_uid(study_uid, ctx.model_version, OBJECT_TYPE),
@@ -206,6 +372,10 @@ def build_report(
             is_final=False,
             is_verified=False,
             specific_character_set=src.specific_character_set,
+            series_date=now.date(),
+            series_time=now.time(),
+            content_date=now.date(),
+            content_time=now.time(),
         )
     sr.SeriesDescription = ctx.series_description("report", "")
     sr.CodingSchemeIdentificationSequence = [codes.scheme_identification()]
@@ -216,37 +386,14 @@ def build_report(
         "figures. Research use only, not for diagnosis.",
     )
     fix_value_representations(sr)
-    log.info("built SR for study %s with %d series", study_uid, len(series_list))
     return sr
 
 
-def _root(
-    series_list: Sequence[Series],
-    decisions: Sequence[SeriesDecision],
-    study: hd.sr.ContainerContentItem,
-    metrics: Metrics,
-    ctx: ResultContext,
-    skipped: Sequence[SkippedSeries],
-) -> hd.sr.ContainerContentItem:
-    """The report's root container: statement, algorithm, study, series and skipped series."""
-    items: list[Dataset] = [
-        _text(codes.COMMENT, ctx.statement),
-        _text(codes.ALGORITHM_NAME, ctx.algorithm_name),
-        _text(codes.ALGORITHM_VERSION, ctx.model_version),
-        _text(codes.MODEL_NAME, ctx.model_name),
-        study,
-    ]
-    for s, d in zip(series_list, decisions, strict=True):
-        items.append(_series_item(s, d, metrics.get(s.series_instance_uid, {})))
-    items.extend(_skipped_item(s) for s in skipped)
-    return _container(codes.REPORT_TITLE, items, root=True)
-
-
-def _evidence(series_list: Sequence[Series], decisions: Sequence[SeriesDecision]) -> list[Dataset]:
-    """Headers of every referenced instance (CurrentRequestedProcedureEvidenceSequence)."""
+def _evidence(series_list: Sequence[Series], decisions: Sequence[DecisionRecord]) -> list[Dataset]:
+    """Headers of every referenced source instance (Current Requested Procedure Evidence)."""
     seen: dict[str, Dataset] = {}
     for s, d in zip(series_list, decisions, strict=True):
-        indices = d.eligible_indices or [0]
+        indices = list(d.eligible_indices) or [0]
         for idx in indices:
             sl = s.slices[idx]
             seen.setdefault(sl.sop_instance_uid, sl.dataset)

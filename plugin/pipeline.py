@@ -28,7 +28,7 @@ from dicom_io.secondary_capture import build_overlays
 from dicom_io.sequence import T2_LIKE, sequence_of
 from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
-from dicom_io.structured_report import SkippedSeries, build_report
+from dicom_io.structured_report import ResultObject, SkippedSeries, build_report
 from explain.attribution import Attribution
 from explain.quality import QualityMetrics, cam_location
 from inference.aggregation import (
@@ -84,6 +84,7 @@ class SeriesAnalysis:
     outputs: list[Path] = field(default_factory=list)
     error: str | None = None
     evidence: SliceEvidence | None = None
+    objects: list[ResultObject] = field(default_factory=list)  # SC and PM written, for the SR
 
 
 @dataclass
@@ -234,15 +235,22 @@ def write_series(
     paths: list[Path] = []
     if decision.eligible_indices:
         build = partial(_overlays, result, clf, ctx, opts, warnings)
-        paths += write_object(build, folder, f"SC {of_series}", failures)
+        keep = partial(_keep_objects, result, opts.methods[0])
+        paths += write_object(build, folder, f"SC {of_series}", failures, keep)
     for method in opts.methods:
         build = partial(_parametric_map, result, ctx, opts, method, warnings)
-        paths += write_object(build, folder, f"PM {method} {of_series}", failures)
+        keep = partial(_keep_objects, result, method)
+        paths += write_object(build, folder, f"PM {method} {of_series}", failures, keep)
     if failures:
         result.error = "; ".join(failures)
         if study is not None:
             study.errors += failures
     return paths
+
+
+def _keep_objects(result: SeriesAnalysis, method: str, datasets: Sequence[Any]) -> None:
+    """Remember the SC/PM instances written (the SR references them)."""
+    result.objects += [ResultObject.of(ds, method) for ds in datasets]
 
 
 def _overlays(
@@ -293,15 +301,25 @@ def _parametric_map(
 
 
 def write_object(
-    build: Callable[[], Sequence[Any]], folder: Path, what: str, failures: list[str]
+    build: Callable[[], Sequence[Any]],
+    folder: Path,
+    what: str,
+    failures: list[str],
+    on_written: Callable[[Sequence[Any]], None] | None = None,
 ) -> list[Path]:
     """Build and write one kind of result object; a failure is added to ``failures``.
+
+    ``on_written`` receives the datasets once they are written (e.g. to reference them).
 
     The reason recorded is one line without values or paths (dicom_io.sanitise.failure_reason):
     library messages quote the source values that broke them, which may identify the patient.
     """
     try:
-        return write_datasets(build(), folder)
+        datasets = build()
+        paths = write_datasets(datasets, folder)
+        if on_written is not None:
+            on_written(datasets)
+        return paths
     except BUILD_ERRORS as exc:
         reason = failure_reason(exc)
     except Exception as exc:  # noqa: BLE001 - per-object boundary: the other objects go on
@@ -429,6 +447,7 @@ def _report(
         ctx,
         skipped,
         source_warnings=study.warnings,
+        results={r.series.series_instance_uid: r.objects for r in decided},
     )
     return [sr]
 
