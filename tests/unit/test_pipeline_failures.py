@@ -49,8 +49,17 @@ def test_written_objects_are_returned(tmp_path: Path) -> None:
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     failures: list[str] = []
-    paths = pipeline.write_object(lambda: [ds], tmp_path, "SC", failures)
+    written: list[Any] = []
+    paths = pipeline.write_object(lambda: [ds], tmp_path, "SC", failures, written.extend)
     assert failures == [] and len(paths) == 1 and paths[0].is_file()
+    assert written == [ds]  # handed on (the SR references it) once written
+
+
+def test_objects_not_written_are_not_handed_on(tmp_path: Path) -> None:
+    written: list[Any] = []
+    build = _boom(ValueError("bad"))
+    assert pipeline.write_object(build, tmp_path, "PM", [], written.extend) == []
+    assert written == []
 
 
 def _series(study_uid: str) -> Series:
