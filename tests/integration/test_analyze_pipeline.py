@@ -126,6 +126,27 @@ def test_written_objects_are_valid_and_on_the_source_geometry(
             ref = ds.SourceImageSequence[0].ReferencedSOPInstanceUID
             assert ref in source
         if path.parent.name == "sr":
-            sr = hd.sr.srread(path)
-            assert len(sr.ContentSequence) > 0
             assert b"NOT FOR DIAGNOSIS" in path.read_bytes().upper()
+            _check_report(path, paths, study)
+
+
+def _check_report(path: Path, outputs: list[Path], study: dict) -> None:
+    """The SR is a TID 1500 report whose finding is the study class and which references
+    every SC and PM written for the study."""
+    sr = hd.sr.srread(path)
+    report = hd.sr.MeasurementReport.from_sequence(sr.content)
+    assert report.get_observer_contexts()[0].observer_identifying_attributes.name
+    groups = report.get_image_measurement_groups()
+    assert str(groups[0].tracking_identifier) == "Study result"
+    meaning = groups[0].finding_type.meaning.lower()
+    expected = {"notumor": "no tumour found", "pituitary": "pituitary tumour"}
+    label = study["prediction"]["class"]
+    assert meaning == expected.get(label, label)
+    referenced = {
+        i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        for g in groups
+        for i in g[0].ContentSequence
+        if i.ValueType == "IMAGE"
+    }
+    ours = {p.stem for p in outputs if p.parent.name in ("sc", "pm")}
+    assert ours and ours <= referenced

