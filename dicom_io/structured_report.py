@@ -37,7 +37,6 @@ dicom_io.sanitise (invalid values dropped or emptied, warnings to the caller).
 
 from __future__ import annotations
 
-import datetime
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -357,7 +356,6 @@ def _document(
     src = sanitise_source(sources[0], texts)
     record(src.warnings, source_warnings, "SR")
     ours = [o.evidence(study_uid) for objects in results.values() for o in objects]
-    now = datetime.datetime.now()
     with quiet_person_names():
         sr = hd.sr.ComprehensiveSR(
             evidence=[src.dataset, *sources[1:], *ours],
@@ -372,10 +370,6 @@ def _document(
             is_final=False,
             is_verified=False,
             specific_character_set=src.specific_character_set,
-            series_date=now.date(),
-            series_time=now.time(),
-            content_date=now.date(),
-            content_time=now.time(),
         )
     sr.SeriesDescription = ctx.series_description("report", "")
     sr.CodingSchemeIdentificationSequence = [codes.scheme_identification()]
