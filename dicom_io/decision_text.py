@@ -17,7 +17,7 @@ INDETERMINATE = "indeterminate"
 
 
 class DecisionRecord(Protocol):
-    """What a series decision record offers (inference.aggregation.SeriesDecision)."""
+    """What a series decision record offers (vocabulary.decisions.SeriesDecision)."""
 
     @property
     def label(self) -> str: ...

@@ -99,7 +99,7 @@ class Built:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     first, second = make_series(4), make_series(5)
     rgb = [np.full((16, 16, 3), 40, np.uint8)] * 2
-    sc = build_overlays(first, [3, 4], rgb, CTX, captions=["slice model output: glioma 0.9"] * 2)
+    sc = build_overlays(first, [3, 4], rgb, CTX)
     maps = np.zeros((len(first), 16, 16), np.float32)
     pm = build_parametric_map(first, maps, CTX)
     pm_sal = build_parametric_map(first, maps, CTX, MapOptions("saliency", "Saliency"))
