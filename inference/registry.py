@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +30,7 @@ from numpy.typing import NDArray
 
 from inference.bundle import BUNDLED_MODEL, load_bundle
 from inference.classification_metrics import confusion_matrix, roc_curve
+from inference.storage import cached_content, fetch, is_remote, keep_content, storage_errors
 from vocabulary.errors import ModelError
 from vocabulary.identity import MODEL_NAME
 
@@ -82,13 +86,31 @@ class MlflowTracker:
         _mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
+ARTIFACTS_ENV = "BRAINXAI_MLFLOW_ARTIFACT_LOCATION"
+
+
 @contextmanager
 def tracking_run(tracking_uri: str, run_name: str) -> Iterator[Any]:
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri)
+    _create_experiment(mlflow)
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=run_name) as run:
         yield run
+
+
+def _create_experiment(mlflow: Any) -> None:
+    """Create the experiment with its artifacts at $BRAINXAI_MLFLOW_ARTIFACT_LOCATION (e.g.
+    ``s3://bucket/mlflow``) when set; an existing experiment keeps the location it has."""
+    location = os.environ.get(ARTIFACTS_ENV, "").strip()
+    if not location:
+        return
+    existing = mlflow.get_experiment_by_name(EXPERIMENT)
+    if existing is None:
+        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    elif existing.artifact_location.rstrip("/") != location.rstrip("/"):
+        log.warning("experiment %s keeps its artifact location %s (%s=%s applies to a new one)",
+                    EXPERIMENT, existing.artifact_location, ARTIFACTS_ENV, location)  # fmt: skip
 
 
 class BundlePyfunc:
@@ -284,9 +306,12 @@ def ensure_bundled_registered(tracking_uri: str, bundle_path: Path = BUNDLED_MOD
 
 
 def resolve_model(ref: str | None, tracking_uri: str | None = None) -> Path:
-    """A bundle file for REF: a file path, a ``models:/`` URI, or None for the bundled model."""
+    """A bundle file for REF: a file path, an ``s3://``/``gs://`` URI (downloaded once into
+    the model cache), a ``models:/`` URI, or None for the bundled model."""
     if ref is None or ref in ("", "bundled"):
         return BUNDLED_MODEL
+    if is_remote(ref):
+        return fetch(ref)
     if not ref.startswith("models:/"):
         p = Path(ref)
         if not p.is_file():
@@ -294,18 +319,50 @@ def resolve_model(ref: str | None, tracking_uri: str | None = None) -> Path:
         return p
     import mlflow.artifacts
 
+    sha = _registered_sha256(ref, tracking_uri)
+    cached = cached_content(sha) if sha else None
+    if cached is not None and cached.is_file() and file_sha256(cached) == sha:
+        log.info("model %s: cached copy (sha256 %s)", ref, cached.stem[:12])
+        return cached
     dest = Path(tempfile.mkdtemp(prefix="brainxai-model-"))
     try:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=ref, dst_path=str(dest), tracking_uri=tracking_uri,
             registry_uri=tracking_uri,
         )  # fmt: skip
-    except _mlflow_exception() as exc:
-        raise ModelError(f"cannot resolve {ref}: {exc}") from exc
+    except _download_errors() as exc:
+        raise ModelError(f"cannot resolve {ref}: {type(exc).__name__}: {exc}") from exc
     found = sorted(Path(local).rglob("*.pt"))
     if not found:
         raise ModelError(f"{ref} holds no brainxai bundle")
+    if sha and file_sha256(found[0]) == sha:
+        kept = keep_content(found[0], sha)
+        shutil.rmtree(dest, ignore_errors=True)
+        return kept
     return found[0]
+
+
+def _download_errors() -> tuple[type[BaseException], ...]:
+    """MLflow's errors and its artifact stores' (boto3 for s3://, google-auth for gs://)."""
+    return (_mlflow_exception(), *storage_errors())
+
+
+def _registered_sha256(ref: str, tracking_uri: str | None) -> str | None:
+    """The bundle_sha256 tag of the registered version REF names (models:/NAME/N or
+    models:/NAME@ALIAS), the key of the local cache; None when unknown."""
+    m = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w.-]+))", ref)
+    if m is None:
+        return None
+    client = registry_client(tracking_uri)
+    try:
+        if m.group(2):
+            mv = client.get_model_version(m.group(1), m.group(2))
+        else:
+            mv = client.get_model_version_by_alias(m.group(1), m.group(3))
+    except _download_errors():
+        return None  # the download below reports what is wrong
+    sha = mv.tags.get("bundle_sha256")
+    return str(sha) if sha else None
 
 
 def list_versions(tracking_uri: str) -> list[dict[str, Any]]:

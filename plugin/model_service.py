@@ -22,6 +22,7 @@ from typing import Any
 
 from inference.bundle import Classifier, load_bundle
 from inference.registry import CHAMPION, alias_version, file_sha256, list_versions, resolve_model
+from inference.storage import is_remote
 from plugin.settings import Settings
 from vocabulary.errors import ModelError
 from vocabulary.identity import MODEL_NAME
@@ -91,7 +92,7 @@ class ModelOrigin:
     name: str
     version: str  # bundle version (training timestamp)
     registry_version: str | None  # MLflow registered version, when loaded from the registry
-    source: str  # "bundled", a file name, or a models:/ URI
+    source: str  # "bundled", a file name, or a models:/, s3:// or gs:// URI
     sha256: str
 
 
@@ -198,5 +199,6 @@ class ModelService:
 
 
 def _describe(ref: str) -> str:
-    """A models:/ URI as is; a file path as its name only (no directory layout leaks)."""
-    return ref if ref.startswith("models:/") else Path(ref).name
+    """A models:/, s3:// or gs:// URI as is; a file path as its name only (no directory
+    layout leaks)."""
+    return ref if ref.startswith("models:/") or is_remote(ref) else Path(ref).name

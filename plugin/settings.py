@@ -19,7 +19,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRAINXAI_", extra="ignore")
 
     data_dir: Path = Field(Path("var"), description="Job store, received files, MLflow store")
-    model: str | None = Field(None, description="Weights file or models:/ URI; None = bundled")
+    model: str | None = Field(
+        None, description="Bundle file, s3:// or gs:// URI, or models:/ URI; None = bundled"
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="Default: sqlite:///<data_dir>/mlflow.db (MLFLOW_TRACKING_URI wins)"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 from inference.bundle import load_bundle, save_bundle
 from inference.dataset import list_images, repeat_training_split
 from inference.scope import fit_scope
+from inference.storage import is_remote, local_path, store_file
 from inference.training import preprocess_images
 
 NAME = "fit-scope"
@@ -26,16 +28,16 @@ HELP = "fit the out-of-scope detector (skull base, vertex, head edges) into a mo
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, type=Path, help="bundle file")
+    p.add_argument("--model", required=True, help="bundle file, s3:// or gs:// URI")
     p.add_argument("--real-slices", required=True, type=Path, help="brainxai real-slices .npz")
     p.add_argument("--data", type=Path, help="JPEG training folder (in-scope examples)")
     p.add_argument("--jpeg-limit", type=int, default=1200, help="JPEGs used (0 = all)")
     p.add_argument("--keep", type=float, default=0.95, help="share of in-scope slices kept")
-    p.add_argument("--out", required=True, type=Path, help="output bundle")
+    p.add_argument("--out", required=True, help="output bundle (a path, s3:// or gs:// URI)")
 
 
 def run(args: argparse.Namespace) -> int:
-    clf = load_bundle(args.model)
+    clf = load_bundle(local_path(args.model))
     with np.load(args.real_slices) as z:
         images = z["images"].astype(np.float32)
         meta = json.loads(str(z["meta"]))
@@ -66,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     }
     extra = {**clf.meta.extra, "scope": report}
     meta_out = replace(clf.meta, extra=extra)
-    save_bundle(args.out, clf.net, meta_out, clf.ood, det)
+    if is_remote(args.out):
+        with tempfile.TemporaryDirectory(prefix="brainxai-fit-scope-") as tmp:
+            save_bundle(Path(tmp) / "bundle.pt", clf.net, meta_out, clf.ood, det)
+            store_file(Path(tmp) / "bundle.pt", args.out)
+    else:
+        save_bundle(Path(args.out), clf.net, meta_out, clf.ood, det)
     print(json.dumps(report, indent=2))
     return 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 from inference.registry import MlflowTracker, log_bundle, log_plots, tracking_run
+from inference.storage import local_path, store_file
 from inference.training import TrainOptions, train
 from plugin.settings import load_settings
 from vocabulary.identity import CLASSES
@@ -30,8 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument(
         "--init-from",
-        type=Path,
-        help="start from these weights (a bundle or checkpoint) instead of random ones",
+        help="start from these weights (a bundle or checkpoint: a file, s3:// or gs:// URI) "
+        "instead of random ones",
     )
     p.add_argument(
         "--work-dir", type=Path, help="checkpoints and cache (default DATA_DIR/training)"
@@ -44,7 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--freeze", default="", help="comma-separated parameter-name prefixes to keep fixed"
     )
     p.add_argument("--limit-per-class", type=int, default=0, help="use at most N images per class")
-    p.add_argument("--export", type=Path, help="also copy the trained bundle to this path")
+    p.add_argument(
+        "--export", help="also copy the trained bundle here (a path, s3:// or gs:// URI)"
+    )
     p.add_argument("--run-name", default="train")
 
 
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         ema_decay=args.ema_decay,
         resume=args.resume,
-        init_from=args.init_from,
+        init_from=None if args.init_from is None else local_path(args.init_from),
         limit_per_class=args.limit_per_class,
         real_slices=args.real_slices,
         epoch_fraction=args.epoch_fraction,
@@ -77,14 +79,13 @@ def run(args: argparse.Namespace) -> int:
 
         mlflow.log_dict(result.val_metrics, "val_metrics.json")
         reg = log_bundle(result.bundle_path, float(result.val_metrics["accuracy"]))
-    if args.export:
-        args.export.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result.bundle_path, args.export)
+    exported = store_file(result.bundle_path, args.export) if args.export else None
     print(
         json.dumps(
             {
                 "run_id": run_info.info.run_id,
                 "bundle": str(result.bundle_path),
+                "exported": exported,
                 "registered_version": reg.version,
                 "champion": reg.is_champion,
                 "val_accuracy": result.val_metrics["accuracy"],
