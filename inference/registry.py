@@ -9,6 +9,9 @@ One place for each MLflow concern: ``tracking_run`` is the only caller of
 ``mlflow.set_tracking_uri`` (runs and ``log_model`` use MLflow's fluent API); everything
 else talks to the store through ``registry_client(uri)``. Aliases are read here only
 (``alias_version``, ``list_versions``); the plugin's model service calls these.
+Bundles referenced as ``s3://``/``gs://`` come through ``inference.storage``; registered
+versions are cached by their ``bundle_sha256`` tag; ``BRAINXAI_MLFLOW_ARTIFACT_LOCATION``
+puts a new experiment's artifacts in a bucket.
 """
 
 from __future__ import annotations
