@@ -21,15 +21,15 @@ import pytest
 import torch
 from conftest import free_port, wait_until
 
-from inference import CLASSES, MODEL_NAME
 from inference.bundle import BundleMeta, Classifier, load_bundle, save_bundle
-from inference.errors import ModelError
 from inference.model import build_network
 from inference.preprocessing import PreprocessConfig
 from inference.registry import file_sha256, resolve_model
-from plugin.cli import main
+from plugin.commands.cli import main
 from plugin.model_service import ModelService
 from plugin.settings import load_settings
+from vocabulary.errors import ModelError
+from vocabulary.identity import CLASSES, MODEL_NAME
 
 pytestmark = pytest.mark.integration
 BUCKET = "brainxai-models"

@@ -10,7 +10,6 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from inference.errors import ModelError
 from inference.registry import resolve_model
 from inference.storage import (
     ObjectUri,
@@ -20,6 +19,7 @@ from inference.storage import (
     local_path,
     parse_uri,
 )
+from vocabulary.errors import ModelError
 
 
 def test_parse_s3_and_gs_uris() -> None:
