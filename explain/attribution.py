@@ -102,7 +102,9 @@ def explain(
     head: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
     with evaluating(net):
         if CAM_METHODS & set(names):
-            hg = _head_gradients_batched(net, x, t, opts)
+            hg, sal = _head_gradients_batched(net, x, t, opts, "saliency" in names)
+            if sal is not None:
+                maps["saliency"] = sal
             t = hg.targets
             head = (to_numpy(hg.logits), to_numpy(hg.fmap.mean(dim=(2, 3))))
             for name in CAM_METHODS & set(names):
@@ -111,7 +113,7 @@ def explain(
         if t is None:
             t = logits_of(net, x, opts.bf16, opts.batch_size).argmax(1)
         for name in names:
-            if name == "saliency":
+            if name == "saliency" and name not in maps:
                 maps[name] = gradients.saliency(net, x, t, opts)
             elif name == "smoothgrad":
                 maps[name] = gradients.smoothgrad(net, x, t, opts)
@@ -128,17 +130,27 @@ def explain(
 
 
 def _head_gradients_batched(
-    net: nn.Module, x: torch.Tensor, t: torch.Tensor | None, opts: ExplainOptions
-) -> cam.HeadGradients:
-    parts = []
+    net: nn.Module, x: torch.Tensor, t: torch.Tensor | None, opts: ExplainOptions, saliency: bool
+) -> tuple[cam.HeadGradients, torch.Tensor | None]:
+    """Grad-CAM's head gradients per chunk and, with ``saliency``, the saliency maps of the
+    same pass (cam.head_and_input_gradients)."""
+    parts, sal = [], []
     for s in range(0, x.shape[0], opts.batch_size):
+        xs = x[s : s + opts.batch_size]
         tt = None if t is None else t[s : s + opts.batch_size]
-        parts.append(cam.head_gradients(net, x[s : s + opts.batch_size], tt, opts.bf16))
+        if saliency:
+            hg, grad = cam.head_and_input_gradients(net, xs, tt, opts.bf16)
+            parts.append(hg)
+            sal.append(grad)
+        else:
+            parts.append(cam.head_gradients(net, xs, tt, opts.bf16))
+    maps = torch.cat(sal) if sal else None
     if len(parts) == 1:
-        return parts[0]
-    return cam.HeadGradients(
+        return parts[0], maps
+    merged = cam.HeadGradients(
         fmap=torch.cat([p.fmap for p in parts]),
         grads=torch.cat([p.grads for p in parts]),
         logits=torch.cat([p.logits for p in parts]),
         targets=torch.cat([p.targets for p in parts]),
     )
+    return merged, maps

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from explain.model_access import trunk_features, upsample
-from inference.model import head_forward
+from inference.model import feature_extractor, head_forward
 
 EPS = 1e-7
 
@@ -38,6 +38,28 @@ def head_gradients(
         score = logits.gather(1, t[:, None]).sum()
         (grads,) = torch.autograd.grad(score, fmap)
     return HeadGradients(fmap.detach(), grads, logits.detach().float(), t)
+
+
+def head_and_input_gradients(
+    net: nn.Module, x: torch.Tensor, targets: torch.Tensor | None, bf16: bool
+) -> tuple[HeadGradients, torch.Tensor]:
+    """``head_gradients`` and |d target logit / d input| (saliency) from one pass.
+
+    Grad-CAM and saliency differentiate the same target logit, so one trunk forward with an
+    autograd graph and one backward give both (the head stays float32 as in
+    ``head_gradients``); separately they cost a no-grad forward more.
+    """
+    xg = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            fmap = torch.relu(feature_extractor(net)(xg))
+        fmap = fmap.float()
+        _, logits = head_forward(net, fmap)
+        t = logits.detach().argmax(1) if targets is None else targets
+        score = logits.gather(1, t[:, None]).sum()
+        grads, xgrad = torch.autograd.grad(score, (fmap, xg))
+    hg = HeadGradients(fmap.detach(), grads, logits.detach().float(), t)
+    return hg, xgrad.detach().float().abs()[:, 0]
 
 
 def gradcam(hg: HeadGradients, size: int) -> torch.Tensor:
