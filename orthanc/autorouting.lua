@@ -18,6 +18,14 @@
 -- after the last one the failure is printed and the series stay unmarked (send them
 -- manually, or they go with the study's next routing).
 --
+-- Per-instance mode ("Brainxai": { "Routing": "instance" } in orthanc.json; the default is
+-- "study"): each original MR instance is sent to brainxai as soon as it is stored
+-- (OnStoredInstance, one asynchronous store job per instance), without waiting for StableAge;
+-- brainxai assembles the study by association end + its quiet period, as for any sender.
+-- OnStableStudy then routes nothing. Failed jobs are retried as above; a retry waits until
+-- RETRY_DELAYS[k] seconds have passed since the job's last submission (so many instances
+-- failing at once, brainxai down, do not each hold the Lua thread for the full delay).
+--
 -- Orthanc 1.10 has no timer for Lua (OnHeartBeat needs 1.11.1+), so the delay is a sleep
 -- in OnJobFailure: it holds Orthanc's Lua thread (other Lua events wait, DICOM and REST do
 -- not), which is why the delays are short. The jobs being retried are known to this Lua
@@ -33,7 +41,17 @@ local MR_STORAGE = {
   ['1.2.840.10008.5.1.4.1.1.4.4'] = true,  -- Legacy Converted Enhanced MR Image Storage
 }
 
--- Store jobs of ours not yet finished: job ID -> { study, counts (series ID -> n), retries }
+local function RoutingMode()
+  local section = GetOrthancConfiguration()['Brainxai']
+  if type(section) == 'table' and section['Routing'] == 'instance' then
+    return 'instance'
+  end
+  return 'study'
+end
+local MODE = RoutingMode()
+
+-- Store jobs of ours not yet finished: job ID -> { study, counts (series ID -> n), retries,
+-- submitted (os.time() of the last submission), what (for the log) }
 local pending = {}
 
 local function HasMetadata(level, id, name)
@@ -73,7 +91,43 @@ local function Sleep(seconds)
   os.execute('sleep ' .. tonumber(seconds))
 end
 
+local function IsOriginalMrInstance(tags, metadata)
+  if tags['Modality'] ~= 'MR' then
+    return false
+  end
+  if string.find(string.lower(tags['Manufacturer'] or ''), 'brainxai', 1, true) then
+    return false
+  end
+  return MR_STORAGE[metadata['SopClassUid'] or tags['SOPClassUID'] or ''] == true
+end
+
+local function SubmitStore(resources, studyId, counts, what)
+  local body = DumpJson({ Resources = resources, Synchronous = false }, true)
+  local answer = RestApiPost('/modalities/' .. TARGET .. '/store', body)
+  if answer == nil then
+    print('brainxai routing: store of study ' .. studyId .. ' to ' .. TARGET .. ' failed')
+    return nil
+  end
+  local jobId = ParseJson(answer)['ID']
+  pending[jobId] = { study = studyId, counts = counts, retries = 0, submitted = os.time(),
+                     what = what }
+  print('brainxai routing: sending ' .. what .. ' of study ' .. studyId .. ' to ' .. TARGET
+        .. ' (job ' .. jobId .. ')')
+  return jobId
+end
+
+function OnStoredInstance(instanceId, tags, metadata, origin)
+  if MODE ~= 'instance' or not IsOriginalMrInstance(tags, metadata) then
+    return
+  end
+  local parent = ParseJson(RestApiGet('/instances/' .. instanceId .. '/study'))
+  SubmitStore({ instanceId }, parent['ID'], {}, 'instance ' .. instanceId)
+end
+
 function OnStableStudy(studyId, tags, metadata)
+  if MODE ~= 'study' then
+    return
+  end
   local toSend = {}
   local counts = {}
   for _, series in ipairs(ParseJson(RestApiGet('/studies/' .. studyId .. '/series'))) do
@@ -86,16 +140,7 @@ function OnStableStudy(studyId, tags, metadata)
   if #toSend == 0 then
     return
   end
-  local body = DumpJson({ Resources = toSend, Synchronous = false }, true)
-  local answer = RestApiPost('/modalities/' .. TARGET .. '/store', body)
-  if answer == nil then
-    print('brainxai routing: store of study ' .. studyId .. ' to ' .. TARGET .. ' failed')
-    return
-  end
-  local jobId = ParseJson(answer)['ID']
-  pending[jobId] = { study = studyId, counts = counts, retries = 0 }
-  print('brainxai routing: sending ' .. #toSend .. ' series of study ' .. studyId .. ' to '
-        .. TARGET .. ' (job ' .. jobId .. ')')
+  SubmitStore(toSend, studyId, counts, #toSend .. ' series')
 end
 
 function OnJobSuccess(jobId)
@@ -107,7 +152,7 @@ function OnJobSuccess(jobId)
   for id, n in pairs(job.counts) do
     RestApiPut('/series/' .. id .. '/metadata/' .. MARK, tostring(n))
   end
-  print('brainxai routing: sent the series of study ' .. job.study .. ' to ' .. TARGET)
+  print('brainxai routing: sent ' .. job.what .. ' of study ' .. job.study .. ' to ' .. TARGET)
 end
 
 function OnJobFailure(jobId)
@@ -125,7 +170,11 @@ function OnJobFailure(jobId)
   end
   print('brainxai routing: store of study ' .. job.study .. ' to ' .. TARGET .. ' failed; retry '
         .. job.retries .. ' in ' .. delay .. ' s (job ' .. jobId .. ')')
-  Sleep(delay)
+  local wait = delay - (os.time() - job.submitted)
+  if wait > 0 then
+    Sleep(wait)
+  end
+  job.submitted = os.time()
   if RestApiPost('/jobs/' .. jobId .. '/resubmit', '{}') == nil then
     pending[jobId] = nil
     print('brainxai routing: store of study ' .. job.study .. ' to ' .. TARGET

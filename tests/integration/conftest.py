@@ -64,6 +64,7 @@ class OrthancProcess:
     workdir: Path
     brainxai_port: int
     stable_age: int = 1
+    routing: str = "study"  # orthanc.json "Brainxai": {"Routing"}: "study" or "instance"
     http_port: int = field(default_factory=free_port)
     dicom_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -85,6 +86,7 @@ class OrthancProcess:
             LuaScripts=[str(REPO / "orthanc" / "autorouting.lua")],
         )
         cfg["DicomModalities"]["brainxai"]["Port"] = self.brainxai_port
+        cfg["Brainxai"] = {"Routing": self.routing}
         cfg["WebViewer"]["CachePath"] = str(self.workdir / "webviewer-cache")
         folders = cfg.get("ServeFolders", {}).get("Folders", {})
         for uri, folder in list(folders.items()):  # OHIF: absolute, or left out if not set up
