@@ -4,9 +4,12 @@
    brainxai's SCP (fsync + TCP_NODELAY, as shipped), the same without TCP_NODELAY, the same
    without fsync, and dcmtk's storescp, all in the same run.
 2. End-to-end latency for a 24-slice study: upload to Orthanc -> StableAge -> Lua routing ->
-   brainxai -> results confirmed in Orthanc; median over runs, split by stage.
+   brainxai -> results confirmed in Orthanc; median over runs, split by stage. With
+   ``--routing instance`` (or ``both``) Orthanc forwards each instance as it is stored
+   (orthanc/autorouting.lua, "Brainxai": {"Routing": "instance"}) instead of the stable study.
 
-    .venv/bin/python bench/bench_plugin.py [--runs 5] [--processor module:factory]
+    .venv/bin/python bench/bench_plugin.py [--runs 5] [--routing study|instance|both]
+        [--processor module:factory]
 
 The analysis is plugin.pipeline when importable, else the simple Secondary Capture processor
 of the integration tests (the figures then measure the service, not the model).
@@ -64,7 +67,12 @@ def poll(cond: Callable[[], Any], timeout: float, what: str) -> Any:
 
 class Orthanc:
     def __init__(
-        self, work: Path, modalities: dict[str, int], stable_age: int, nodelay: bool = True
+        self,
+        work: Path,
+        modalities: dict[str, int],
+        stable_age: int,
+        nodelay: bool = True,
+        routing: str = "study",
     ) -> None:
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -75,6 +83,7 @@ class Orthanc:
                    StorageDirectory=str(work / "db"), IndexDirectory=str(work / "db"),
                    LuaScripts=[str(REPO / "orthanc" / "autorouting.lua")])  # fmt: skip
         cfg["WebViewer"]["CachePath"] = str(work / "wv")
+        cfg["Brainxai"] = {"Routing": routing}
         for name, port in modalities.items():
             entry = dict(cfg["DicomModalities"]["brainxai"], Port=port)
             entry["AET"] = "BRAINXAI" if name == "brainxai" else name.upper()[:16]
@@ -191,11 +200,17 @@ def _clear(receiver_dir: Path) -> None:
 
 
 def latency(
-    tmp: Path, runs: int, processor_spec: str | None, stable_age: int, quiet: float | None
+    tmp: Path,
+    runs: int,
+    processor_spec: str | None,
+    stable_age: int,
+    quiet: float | None,
+    routing: str = "study",
 ) -> None:
     files = sorted((DATA / "pgbm-001-t1post").glob("*.dcm"))
     port = free_port()
-    orthanc = Orthanc(tmp / "orthanc-lat", {"brainxai": port}, stable_age=stable_age)
+    orthanc = Orthanc(tmp / f"orthanc-lat-{routing}", {"brainxai": port},
+                      stable_age=stable_age, routing=routing)  # fmt: skip
     settings = Settings(data_dir=tmp / "svc", dicom_host="127.0.0.1", dicom_port=port,
                         model=os.environ.get("BRAINXAI_MODEL"),
         quiet_seconds=2.0 if quiet is None else quiet,
@@ -215,7 +230,7 @@ def latency(
             inner = job.summary.get("studies", [{}])[0].get("timings", {})
             for name, value in (
                 ("upload to Orthanc (REST)", uploaded - t0),
-                ("Orthanc StableAge + Lua routing", t["first_instance_at"] - uploaded),
+                ("upload end -> first instance at brainxai", t["first_instance_at"] - uploaded),
                 (
                     "C-STORE Orthanc -> brainxai",
                     t["association_closed_at"] - t["first_instance_at"],
@@ -233,8 +248,8 @@ def latency(
         service.stop()
         orthanc.stop()
     print(
-        f"\nEnd-to-end latency, 24-slice study, StableAge {stable_age} s, quiet "
-        f"{settings.quiet_seconds} s, median of {runs} runs (min-max), seconds"
+        f"\nEnd-to-end latency, 24-slice study, routing per {routing}, StableAge {stable_age} s, "
+        f"quiet {settings.quiet_seconds} s, median of {runs} runs (min-max), seconds"
     )
     for name, values in rows.items():
         print(
@@ -277,6 +292,8 @@ def main() -> None:
     parser.add_argument("--stable-age", type=int, default=2)
     parser.add_argument("--quiet", type=float, default=None, help="quiet_seconds override")
     parser.add_argument("--processor", help="module:factory (default: the pipeline)")
+    parser.add_argument("--routing", choices=("study", "instance", "both"), default="study",
+                        help="orthanc.json Brainxai.Routing of the latency run(s)")  # fmt: skip
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
@@ -287,7 +304,8 @@ def main() -> None:
         if not args.skip_throughput and shutil.which("storescp"):
             throughput(tmp, args.runs)
         if not args.skip_latency:
-            latency(tmp, args.runs, args.processor, args.stable_age, args.quiet)
+            for routing in ("study", "instance") if args.routing == "both" else (args.routing,):
+                latency(tmp, args.runs, args.processor, args.stable_age, args.quiet, routing)
 
 
 if __name__ == "__main__":
