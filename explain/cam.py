@@ -2,7 +2,9 @@
 
 The trunk runs once without an autograd graph (bf16 autocast); only the classifier head
 (global average pool + linear) is differentiated, with respect to the detached feature
-map. Each sample's own target logit is differentiated, so batches never mix targets.
+map. With saliency asked for as well, ``head_and_input_gradients`` runs the trunk once with
+a graph and one backward gives both (saliency needs that graph anyway). Each sample's own
+target logit is differentiated, so batches never mix targets.
 References: Selvaraju et al. 2017 (Grad-CAM), Chattopadhay et al. 2018 (Grad-CAM++).
 """
 

@@ -181,3 +181,19 @@ def test_top_activations(dense: Any) -> None:
     np.testing.assert_allclose(top.maps.mean(axis=(1, 2)), top.strength, rtol=1e-5)
     with pytest.raises(InputError):
         top_activations(net, img, layer="no.such.layer")
+
+
+@pytest.mark.parametrize("batch_size", [32, 2])
+def test_gradcam_with_saliency_in_one_pass_equals_each_alone(small: Any, batch_size: int) -> None:
+    """Grad-CAM + saliency share one forward/backward; the maps are those of separate runs."""
+    net, x = small
+    opts = ExplainOptions(bf16=False, batch_size=batch_size)
+    both = explain(net, x, ["gradcam", "saliency"], None, opts)
+    cam = explain(net, x, ["gradcam"], None, opts)["gradcam"]
+    sal = explain(net, x, ["saliency"], cam.targets, opts)["saliency"]
+    np.testing.assert_array_equal(both["saliency"].targets, cam.targets)
+    np.testing.assert_allclose(both["gradcam"].raw, cam.raw, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(both["saliency"].raw, sal.raw, rtol=1e-5, atol=1e-9)
+    assert both["saliency"].raw.max() > 0
+    assert both["saliency"].logits is not None
+    np.testing.assert_allclose(both["saliency"].logits, cam.logits, rtol=1e-5, atol=1e-6)
