@@ -2,7 +2,9 @@
 
 States: received -> processing -> results_ready -> delivered; or processing -> no_result
 (nothing in the study could be analysed: no result objects, the reasons in ``error`` and the
-summary); or failed (with a reason).
+summary); or failed (with a reason). Distributed mode (plugin.distributed) adds received ->
+queued (published on the broker) and dead_letter (a study whose processing never finished
+after ``max_processing_attempts`` deliveries of its message, with the reason).
 
 - A job is created when the first instance of a study arrives; it becomes *ready* (``ready_at``)
   when study assembly says so.
@@ -44,15 +46,19 @@ from vocabulary.errors import JobError
 
 class JobState(StrEnum):
     RECEIVED = "received"
+    QUEUED = "queued"  # distributed mode: published on the broker
     PROCESSING = "processing"
     RESULTS_READY = "results_ready"
     DELIVERED = "delivered"
     NO_RESULT = "no_result"
     FAILED = "failed"
+    DEAD_LETTER = "dead_letter"  # distributed mode: never finished after N attempts
 
 
 #: States a job leaves only when new instances of its study arrive (or a retry).
-FINAL_STATES = (JobState.DELIVERED, JobState.NO_RESULT, JobState.FAILED)
+FINAL_STATES = (JobState.DELIVERED, JobState.NO_RESULT, JobState.FAILED, JobState.DEAD_LETTER)
+#: States ``retry`` moves back to received.
+RETRYABLE_STATES = (JobState.FAILED, JobState.DEAD_LETTER)
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ def default_path(settings: Any) -> Path:
     return Path(settings.data_dir) / "jobs.sqlite"
 
 
-_ACTIVE = (JobState.PROCESSING, JobState.RESULTS_READY, *FINAL_STATES)
+_ACTIVE = (JobState.QUEUED, JobState.PROCESSING, JobState.RESULTS_READY, *FINAL_STATES)
 ERROR_LIMIT = 500
 _TOKEN = re.compile(r"[^\s'\"(),;\[\]]*/[^\s'\"(),;\[\]]*")
 
@@ -276,13 +282,14 @@ class JobStore:
             return self._one(self._db, "study_instance_uid=?", study_uid)
 
     def retry(self, job_id: str) -> Job:
-        """Move a failed job back to ``received`` (ready now, counters reset)."""
+        """Move a failed or dead-lettered job back to ``received`` (ready now, counters
+        reset)."""
         now = time.time()
         with self._tx() as db:
             job = self._one(db, "id=?", job_id)
             if job is None:
                 raise JobError(f"no job {job_id}")
-            if job.state != JobState.FAILED:
+            if job.state not in RETRYABLE_STATES:
                 raise JobError(f"job {job_id} is {job.state}, only failed jobs can be retried")
             db.execute(
                 "UPDATE jobs SET state=?, generation=generation+1, ready_at=?, attempts=0, "
@@ -357,7 +364,7 @@ class JobStore:
         with self._lock:
             row = self._db.execute(
                 "SELECT MIN(t) FROM (SELECT ready_at AS t FROM jobs WHERE state=? "
-                "UNION ALL SELECT next_attempt_at FROM jobs WHERE state=?)",
+                "UNION ALL SELECT next_attempt_at FROM jobs WHERE state=?) AS due",
                 (JobState.RECEIVED, JobState.RESULTS_READY),
             ).fetchone()
         return row[0] if row and row[0] is not None else None
@@ -459,7 +466,7 @@ class JobStore:
         with self._tx() as db:
             n = db.execute(
                 "UPDATE jobs SET state=?, error=?, updated_at=? WHERE id=? AND generation=? "
-                "AND state IN (?, ?, ?)",
+                "AND state IN (?, ?, ?, ?)",
                 (
                     JobState.FAILED,
                     one_line(reason),
@@ -467,6 +474,7 @@ class JobStore:
                     job.id,
                     job.generation,
                     JobState.RECEIVED,
+                    JobState.QUEUED,
                     JobState.PROCESSING,
                     JobState.RESULTS_READY,
                 ),
@@ -550,18 +558,24 @@ class JobStore:
             return True
 
     # ---- recovery and retention -------------------------------------------------------
-    def recover(self, quiet_seconds: float, now: float | None = None) -> int:
+    def recover(
+        self, quiet_seconds: float, now: float | None = None, reprocess: bool = True
+    ) -> int:
         """After a restart: resume every unfinished job. Returns how many were touched.
 
-        Interrupted processing is re-run now; studies whose association was cut by the crash
-        become ready after the quiet period; results_ready keep their retry schedule.
+        Interrupted processing is re-run now (``reprocess``; in distributed mode the workers
+        own it: the broker redelivers the message of a worker that died); studies whose
+        association was cut by the crash become ready after the quiet period; results_ready
+        keep their retry schedule.
         """
         now = time.time() if now is None else now
         with self._tx() as db:
-            n = db.execute(
-                "UPDATE jobs SET state=?, ready_at=?, updated_at=? WHERE state=?",
-                (JobState.RECEIVED, now, now, JobState.PROCESSING),
-            ).rowcount
+            n = 0
+            if reprocess:
+                n += db.execute(
+                    "UPDATE jobs SET state=?, ready_at=?, updated_at=? WHERE state=?",
+                    (JobState.RECEIVED, now, now, JobState.PROCESSING),
+                ).rowcount
             n += db.execute(
                 "UPDATE jobs SET ready_at=?, updated_at=? WHERE state=? AND ready_at IS NULL",
                 (now + quiet_seconds, now, JobState.RECEIVED),
@@ -588,3 +602,48 @@ class JobStore:
                 (job.id, job.generation, JobState.DELIVERED, JobState.NO_RESULT),
             ).rowcount
         return n == 1
+
+    # ---- distributed mode (plugin.distributed) ----------------------------------------
+    def mark_queued(self, job: Job) -> bool:
+        """received -> queued once the job's message is on the broker (this generation)."""
+        with self._tx() as db:
+            n = db.execute(
+                "UPDATE jobs SET state=?, updated_at=? WHERE id=? AND generation=? AND state=?",
+                (JobState.QUEUED, time.time(), job.id, job.generation, JobState.RECEIVED),
+            ).rowcount
+        return n == 1
+
+    def claim(self, job_id: str, generation: int, max_attempts: int) -> Job | None:
+        """A worker takes the job of a (possibly redelivered) message: -> processing.
+
+        None when the message is stale (another generation, or the job already finished).
+        Each claim from received/queued/processing counts one processing attempt (a claim
+        from processing means the worker that had it died); at ``max_attempts`` the job
+        goes to dead_letter with the reason instead. A claim from results_ready (a delivery
+        retry) re-runs the analysis without counting: its outputs are on another host.
+        """
+        now = time.time()
+        with self._tx() as db:
+            cur = self._one(db, "id=? AND generation=?", job_id, generation)
+            counted = (JobState.RECEIVED, JobState.QUEUED, JobState.PROCESSING)
+            if cur is None or cur.state not in (*counted, JobState.RESULTS_READY):
+                return None
+            if cur.state in counted and cur.processing_attempts >= max_attempts:
+                last = f" (last: {cur.error})" if cur.error else ""
+                reason = one_line(
+                    f"dead letter: processing did not finish after {max_attempts} attempts{last}"
+                )
+                db.execute(
+                    "UPDATE jobs SET state=?, error=?, updated_at=? WHERE id=?",
+                    (JobState.DEAD_LETTER, reason, now, job_id),
+                )
+                return None
+            timings = self._merge_timings(db, job_id, processing_started_at=now)
+            lost = "the worker processing it was lost" if cur.state == JobState.PROCESSING else None
+            db.execute(
+                "UPDATE jobs SET state=?, processing_attempts=processing_attempts+?, "
+                "timings=?, error=?, updated_at=? WHERE id=?",
+                (JobState.PROCESSING, 1 if cur.state in counted else 0, timings,
+                 lost or cur.error, now, job_id),
+            )  # fmt: skip
+            return self._one(db, "id=?", job_id)

@@ -68,6 +68,20 @@ class Settings(BaseSettings):
         None, description="'module:factory' returning a custom processor; None = the pipeline"
     )
 
+    # Distributed mode (plugin.distributed; README "Distributed mode"): off by default
+    mode: str = Field(
+        "embedded",
+        pattern="^(embedded|distributed)$",
+        description="embedded: one process (SQLite, local worker); distributed: the DICOM "
+        "node queues studies on RabbitMQ for `brainxai worker` processes, jobs in PostgreSQL",
+    )
+    broker_url: str | None = Field(None, description="amqp://user:password@host:5672/vhost")
+    database_url: str | None = Field(None, description="postgresql://user:password@host/db")
+    queue: str = Field("brainxai.studies", description="RabbitMQ queue of study jobs")
+    worker_name: str | None = Field(None, description="This worker's name; default: host name")
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(9101, description="A worker's /healthz and /metrics")
+
     # Pipeline
     methods: list[str] = Field(default_factory=lambda: ["gradcam", "saliency"])
     selection_rules: Path | None = None

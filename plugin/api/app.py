@@ -231,12 +231,12 @@ def _jobs_router(ctx: ApiContext) -> APIRouter:
 
     @router.post("/{job_id}/retry", response_model=JobView, responses=_errors(401, 404, 409, 503))
     def retry_job(job_id: str) -> JobView:
-        """Queue a failed job again (409 if it has not failed)."""
+        """Queue a failed or dead-lettered job again (409 otherwise)."""
         jobs = store()
         job = jobs.get(job_id)
         if job is None:
             raise HTTPException(404, "unknown job")
-        if str(getattr(job.state, "value", job.state)) != "failed":
+        if str(getattr(job.state, "value", job.state)) not in ("failed", "dead_letter"):
             raise HTTPException(409, f"job is {job_view(job).state}, only failed jobs are retried")
         return job_view(jobs.retry(job_id))
 
