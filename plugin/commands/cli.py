@@ -23,6 +23,7 @@ from plugin.commands import (
     serve,
     train,
     volume_to_dicom,
+    worker,
 )
 from vocabulary.errors import BrainxaiError
 
@@ -35,6 +36,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     explain_eval,
     analyze,
     serve,
+    worker,
     demo,
     models,
     real_slices,

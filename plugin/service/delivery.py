@@ -129,6 +129,12 @@ class Deliverer:
         job = self.store.next_deliverable()
         if job is None:
             return False
+        self.deliver_job(job)
+        return True
+
+    def deliver_job(self, job: Job) -> bool:
+        """One delivery attempt of a job in results_ready; True once delivered (a failure
+        is recorded and scheduled again, see ``Backoff``)."""
         started = time.perf_counter()
         paths = [Path(p) for p in job.outputs]
         try:
@@ -138,7 +144,7 @@ class Deliverer:
             removed = remove_superseded(set(job.published) - current, self.options)
         except BrainxaiError as exc:
             self._failed(job, exc)
-            return True
+            return False
         seconds = time.perf_counter() - started
         metrics.observe_stage("delivery", seconds)
         if self.store.mark_delivered(job, seconds, published=sorted(current)):
@@ -149,7 +155,8 @@ class Deliverer:
                 log.info("job %s: %d superseded result instance(s) removed from the PACS",
                          job.id, removed)  # fmt: skip
             self.on_delivered(job)
-        return True
+            return True
+        return False
 
     def _failed(self, job: Job, exc: BrainxaiError) -> None:
         after = self.store.delivery_failed(job, str(exc), self.options.backoff)

@@ -11,6 +11,10 @@ it the earlier series of a study whose files the retention removed (plugin.servi
 is the union of its series), and delivery removes from it the results a re-analysis
 superseded (plugin.service.delivery), both through its REST API (``orthanc_url``).
 
+Distributed mode (``settings.mode``, plugin.distributed): the job store is PostgreSQL and
+the worker thread is replaced by a dispatcher that publishes ready jobs on RabbitMQ for
+``brainxai worker`` processes, which analyse and deliver; this process does no delivery.
+
 The three loops run under plugin.service.loops.run_loop (a failing step is retried with backoff,
 never fatal); ``loop_status`` reports them to ``/readyz``, which fails when a loop thread is
 gone or has failed for ``settings.loop_unready_seconds``. Everything the service creates
@@ -42,6 +46,8 @@ from explain.options import ExplainOptions
 from plugin.analysis import classify_and_explain
 from plugin.api import ready as api_ready
 from plugin.api.app import ApiContext, create_app
+from plugin.distributed.dispatcher import Dispatcher, node_dispatcher
+from plugin.distributed.pg_store import open_store
 from plugin.job_store import Backoff, Job, JobStore, default_path
 from plugin.model_service import ModelService
 from plugin.pipeline import PipelineOptions, analyze_paths
@@ -98,6 +104,12 @@ def _worker_turn(models: Any) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
     priority = getattr(lock, "priority", None)
     return priority() if callable(priority) else lock  # type: ignore[no-any-return]
+
+
+def worker_context(settings: Settings, store: JobStore) -> ServiceContext:
+    """The context of an analysis worker without the HTTP API (distributed workers)."""
+    models = None if settings.processor else _model_service(settings)
+    return ServiceContext(settings, store, _classifier_getter(models), models)
 
 
 def pipeline_processor(context: ServiceContext) -> Processor:
@@ -163,9 +175,10 @@ class Service:
     ) -> None:
         self.settings = settings
         data = settings.data_dir
-        self.store = JobStore(default_path(settings), settings.store_busy_timeout_seconds)
+        self.store = open_store(settings)  # SQLite, or PostgreSQL in distributed mode
+        self.distributed = settings.mode == "distributed"
         self.with_api = api
-        needs_model = api or (processor is None and not settings.processor)
+        needs_model = api or (processor is None and not settings.processor and not self.distributed)
         models = _model_service(settings) if needs_model else None
         self.context = ServiceContext(settings, self.store, _classifier_getter(models), models)
         self.stop_event = threading.Event()
@@ -176,7 +189,7 @@ class Service:
             backoff_max_seconds=settings.loop_backoff_max_seconds,
         )
         delivery = delivery_options(settings)
-        self.worker = Worker(
+        self.worker: Worker | Dispatcher = Worker(
             self.store,
             processor or load_processor(settings.processor, self.context),
             self.worker_options,
@@ -184,6 +197,9 @@ class Service:
             before_poll=lambda: self.assembler.flush_pending(),
             fetch=orthanc_fetcher(delivery.orthanc),  # earlier series, from the same Orthanc
         )
+        if self.distributed:  # the workers analyse and deliver; this node publishes
+            self.worker = node_dispatcher(settings, self.store, self.worker_options.incoming_dir,
+                                          lambda: self.assembler.flush_pending())  # fmt: skip
         self.deliverer = Deliverer(self.store, delivery, self._delivered)
         self.assembler = StudyAssembler(
             self.store, settings.quiet_seconds, on_ready=self.worker.wake.set
@@ -221,9 +237,12 @@ class Service:
         """{loop: (ok, detail)} for /readyz: a loop is not ok when its thread is gone or
         it has failed without a break for settings.loop_unready_seconds."""
         alive = {t.name for t in self._threads if t.is_alive()}
+        loops = [self.worker.health, self.housekeeping_health]
+        if not self.distributed:
+            loops.insert(1, self.deliverer.health)
         return {
             h.name: h.check(f"brainxai-{h.name}" in alive, self.settings.loop_unready_seconds)
-            for h in (self.worker.health, self.deliverer.health, self.housekeeping_health)
+            for h in loops
         }
 
     def _warm_up_model(self) -> None:
@@ -260,7 +279,7 @@ class Service:
         for folder in (self.worker_options.incoming_dir, self.worker_options.results_dir):
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, 0o700)  # received instances and results carry patient data
-        resumed = self.store.recover(self.settings.quiet_seconds)
+        resumed = self.store.recover(self.settings.quiet_seconds, reprocess=not self.distributed)
         if resumed:
             log.info("resuming %d unfinished job(s)", resumed)
         adopted = adopt_orphans(
@@ -269,11 +288,14 @@ class Service:
         if adopted:
             log.info("adopted %d study folder(s) without a job", adopted)
         self.scp.start()
-        for name, target in (
-            ("worker", self._warm_up_and_work),
+        loops: list[tuple[str, Callable[[], None]]] = [
+            (self.worker.health.name, self._warm_up_and_work),
             ("delivery", lambda: self.deliverer.run(self.stop_event)),
             ("housekeeping", self._housekeeping_loop),
-        ):
+        ]
+        if self.distributed:  # the workers deliver
+            loops.pop(1)
+        for name, target in loops:
             thread = threading.Thread(target=target, name=f"brainxai-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -335,5 +357,6 @@ class Service:
 
     def _api_app(self) -> Any:
         models = self.context.models
-        ctx = ApiContext(models=models, jobs=self.store, jobs_path=default_path(self.settings))
+        jobs_path = self.settings.data_dir if self.distributed else default_path(self.settings)
+        ctx = ApiContext(models=models, jobs=self.store, jobs_path=jobs_path)
         return create_app(self.settings, ctx)

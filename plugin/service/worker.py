@@ -128,6 +128,11 @@ class Worker:
             raise
         return True
 
+    def process_claimed(self, job: Job) -> None:
+        """Process a job already moved to ``processing`` by someone else (distributed mode:
+        JobStore.claim). Errors around the processor propagate, as in ``run_once``."""
+        self._process(job)
+
     def _assemble(self, job: Job) -> list[Path]:
         """The study's inputs: every series received so far (earlier instances restored
         from the PACS if the retention removed them), recorded in the job store."""

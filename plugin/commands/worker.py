@@ -1,0 +1,35 @@
+"""``brainxai worker``: a distributed analysis worker (Celery on RabbitMQ, PostgreSQL)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from plugin.settings import load_settings
+
+NAME = "worker"
+HELP = (
+    "Run a distributed analysis worker: take study jobs from RabbitMQ, fetch the instances "
+    "from Orthanc, analyse, deliver (needs BRAINXAI_BROKER_URL and BRAINXAI_DATABASE_URL)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML/JSON settings file (BRAINXAI_CONFIG)")
+    parser.add_argument("--data-dir", type=Path, help="scratch folder (emptied after each job)")
+    parser.add_argument("--name", help="worker name in logs and /healthz (default: host name)")
+    parser.add_argument("--metrics-port", type=int, help="/healthz and /metrics port (9101)")
+    parser.add_argument("--metrics-host", help="address of /healthz and /metrics (127.0.0.1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from plugin.distributed.analysis_worker import run_worker
+
+    settings = load_settings(
+        args.config,
+        data_dir=args.data_dir,
+        worker_name=args.name,
+        worker_metrics_port=args.metrics_port,
+        worker_metrics_host=args.metrics_host,
+    )
+    return run_worker(settings)
