@@ -131,8 +131,9 @@ class PostgresServer:
             pwfile.unlink()
             hba = self.workdir / "data" / "pg_hba.conf"
             with hba.open("a") as f:
-                for host in self.extra_hosts:
-                    f.write(f"host all all {host}/32 scram-sha-256\n")
+                for host in self.extra_hosts:  # clients on the same /24 (test namespaces)
+                    net = host.rsplit(".", 1)[0] + ".0/24"
+                    f.write(f"host all all {net} scram-sha-256\n")
         listen = ",".join(("127.0.0.1", *self.extra_hosts))
         log = open(self.workdir / "postgres.log", "ab")  # noqa: SIM115 (kept by the child)
         self.proc = subprocess.Popen(

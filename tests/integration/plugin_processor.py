@@ -3,12 +3,15 @@
 Each SC (PS3.3 A.8.1) is an 8-bit copy of its source slice in the same study, in one new
 series, with UIDs derived deterministically from the source UIDs, so re-processing yields the
 same instances. Environment knobs: BRAINXAI_TEST_MARKER (a file touched when processing
-starts) and BRAINXAI_TEST_DELAY (seconds of extra work, to kill or stop things mid-job).
+starts) and BRAINXAI_TEST_DELAY (seconds of extra work, to kill or stop things mid-job);
+BRAINXAI_TEST_POISON: a StudyInstanceUID whose analysis kills the process (SIGKILL), as a
+study that crashes every worker would.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,8 @@ def process(paths: list[Path], out_dir: Path) -> ProcessResult:
     series: dict[str, Any] = {}
     for path in paths:
         src = dcmread(path)
+        if str(src.StudyInstanceUID) == os.environ.get("BRAINXAI_TEST_POISON"):
+            os.kill(os.getpid(), signal.SIGKILL)
         series_uid = generate_uid(entropy_srcs=[src.SeriesInstanceUID, "brainxai-sc"])
         sc = _sc_from(src, series_uid)
         out = out_dir / f"sc-{sc.SOPInstanceUID}.dcm"
