@@ -268,7 +268,8 @@ class Service:
         # warmed in the main thread, the first 24-slice study in another thread still took
         # 4.0 s to classify and explain instead of 1.7 s).
         try:
-            self._warm_up_model()
+            if not self.distributed:  # a dispatching node analyses nothing: publish at once
+                self._warm_up_model()
         finally:  # a failed warm-up must not stop the worker
             self.worker.run(self.stop_event)
 
