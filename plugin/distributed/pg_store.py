@@ -151,10 +151,10 @@ class PostgresJobStore(JobStore):
 
 
 def open_store(settings: Any) -> JobStore:
-    """The job store the settings name: PostgreSQL when ``database_url`` is set (required
-    in distributed mode), else SQLite under ``data_dir``."""
-    if settings.database_url:
-        return PostgresJobStore(settings.database_url, settings.store_busy_timeout_seconds)
-    if settings.mode == "distributed":
+    """The job store of the settings' mode: PostgreSQL (``database_url``) in distributed
+    mode, SQLite under ``data_dir`` in the embedded mode (``database_url`` ignored)."""
+    if settings.mode != "distributed":
+        return JobStore(job_store.default_path(settings), settings.store_busy_timeout_seconds)
+    if not settings.database_url:
         raise JobError("distributed mode needs database_url (BRAINXAI_DATABASE_URL)")
-    return JobStore(job_store.default_path(settings), settings.store_busy_timeout_seconds)
+    return PostgresJobStore(settings.database_url, settings.store_busy_timeout_seconds)

@@ -87,8 +87,9 @@ class AuthOrthanc(OrthancProcess):
 
     def config(self) -> dict[str, Any]:
         cfg = super().config()
+        users = {"brainxai": self.password}
         cfg.update(Name="brainxai-distributed", RemoteAccessAllowed=True,
-                   AuthenticationEnabled=True, RegisteredUsers={"brainxai": self.password})  # fmt: skip
+                   AuthenticationEnabled=True, RegisteredUsers=users)  # fmt: skip
         return cfg
 
     def client(self) -> httpx.Client:
@@ -189,8 +190,9 @@ class Cluster:
 
     def sc_count(self, study_uid: str) -> int:
         with self.orthanc.client() as c:
-            found = c.post("/tools/find", json={"Level": "Instance", "Expand": True, "Query": {
-                "StudyInstanceUID": study_uid, "SeriesNumber": str(SC_SERIES_NUMBER)}}).json()  # fmt: skip
+            query = {"StudyInstanceUID": study_uid, "SeriesNumber": str(SC_SERIES_NUMBER)}
+            body = {"Level": "Instance", "Expand": True, "Query": query}
+            found = c.post("/tools/find", json=body).json()
         sops = [i["MainDicomTags"]["SOPInstanceUID"] for i in found]
         assert len(sops) == len(set(sops)), "a result instance is stored twice"
         return len(sops)
@@ -318,7 +320,7 @@ def test_worker_killed_mid_study_is_redelivered_and_results_appear_once(
     second.start()
     wait_until(lambda: cluster.delivered(study_uid), 60, "delivery by the second worker")
     assert cluster.sc_count(study_uid) == len(files)
-    assert f"claimed by w2 (attempt 2," in second.log_text()
+    assert "claimed by w2 (attempt 2," in second.log_text()
     # the worker's health and Prometheus metrics
     health = second.health()
     assert health is not None and health["ok"] and health["handled"] >= 1
