@@ -20,6 +20,22 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet orthanc 2
   echo "setup: note: a system Orthanc service is running (ports 4242/8042)"
 fi
 
+# --- distributed mode (issue 14): RabbitMQ and PostgreSQL from Debian packages ------------
+# Used by `brainxai worker` deployments and by tests/integration/test_distributed.py, which
+# starts private instances on free ports under a temp dir (never the system services).
+DIST_PACKAGES=(rabbitmq-server postgresql iproute2)
+dist_missing=()
+for p in "${DIST_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || dist_missing+=("$p")
+done
+if [ ${#dist_missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages for distributed mode: ${dist_missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${dist_missing[@]}"
+fi
+# --- end distributed mode ----------------------------------------------------------------
+
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x .venv/bin/python ]; then
