@@ -2,7 +2,7 @@
 
 States: received -> processing -> results_ready -> delivered; or processing -> no_result
 (nothing in the study could be analysed: no result objects, the reasons in ``error`` and the
-summary); or failed (with a reason). Distributed mode (plugin.distributed) adds received ->
+summary); or failed (with a reason). Distributed mode (plugin.service.distributed) adds received ->
 queued (published on the broker) and dead_letter (a study whose processing never finished
 after ``max_processing_attempts`` deliveries of its message, with the reason).
 
@@ -603,7 +603,7 @@ class JobStore:
             ).rowcount
         return n == 1
 
-    # ---- distributed mode (plugin.distributed) ----------------------------------------
+    # ---- distributed mode (plugin.service.distributed) ----------------------------------------
     def mark_queued(self, job: Job) -> bool:
         """received -> queued once the job's message is on the broker (this generation)."""
         with self._tx() as db:

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
         None, description="'module:factory' returning a custom processor; None = the pipeline"
     )
 
-    # Distributed mode (plugin.distributed; README "Distributed mode"): off by default
+    # Distributed mode (plugin.service.distributed; README "Distributed mode"): off by default
     mode: str = Field(
         "embedded",
         pattern="^(embedded|distributed)$",

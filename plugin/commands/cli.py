@@ -23,7 +23,7 @@ from plugin.commands import (
     serve,
     train,
     volume_to_dicom,
-    worker,
+    worker_host,
 )
 from vocabulary.errors import BrainxaiError
 
@@ -36,7 +36,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     explain_eval,
     analyze,
     serve,
-    worker,
+    worker_host,
     demo,
     models,
     real_slices,

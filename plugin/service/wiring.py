@@ -11,7 +11,7 @@ it the earlier series of a study whose files the retention removed (plugin.servi
 is the union of its series), and delivery removes from it the results a re-analysis
 superseded (plugin.service.delivery), both through its REST API (``orthanc_url``).
 
-Distributed mode (``settings.mode``, plugin.distributed): the job store is PostgreSQL and
+Distributed mode (``settings.mode``, plugin.service.distributed): the job store is PostgreSQL and
 the worker thread is replaced by a dispatcher that publishes ready jobs on RabbitMQ for
 ``brainxai worker`` processes, which analyse and deliver; this process does no delivery.
 
@@ -46,13 +46,13 @@ from explain.options import ExplainOptions
 from plugin.analysis import classify_and_explain
 from plugin.api import ready as api_ready
 from plugin.api.app import ApiContext, create_app
-from plugin.distributed.dispatcher import Dispatcher, node_dispatcher
-from plugin.distributed.pg_store import open_store
 from plugin.job_store import Backoff, Job, JobStore, default_path
 from plugin.model_service import ModelService
 from plugin.pipeline import PipelineOptions, analyze_paths
 from plugin.service.assembly import StudyAssembler, adopt_orphans, orthanc_fetcher
 from plugin.service.delivery import Deliverer, DeliveryOptions
+from plugin.service.distributed.dispatcher import Dispatcher, node_dispatcher
+from plugin.service.distributed.pg_store import open_store
 from plugin.service.loops import LoopHealth, LoopSpec, run_loop
 from plugin.service.orthanc_client import OrthancOptions
 from plugin.service.worker import (

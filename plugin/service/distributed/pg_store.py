@@ -29,9 +29,9 @@ from typing import Any, cast
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from inference.errors import JobError
 from plugin import job_store
 from plugin.job_store import JobStore
+from vocabulary.errors import JobError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A distributed analysis worker (``brainxai worker``): one study job message at a time.
 
-For each message (plugin.distributed.queue) the worker
+For each message (plugin.service.distributed.queue) the worker
 
 1. claims the job in the shared job store (JobStore.claim): a stale message (another
    generation, or the job already finished) is acknowledged and dropped; a job whose
@@ -8,10 +8,10 @@ For each message (plugin.distributed.queue) the worker
    ``dead_letter`` with the reason, and its message is acknowledged (it blocks nobody);
 2. fetches the study's instances back from Orthanc's REST API into a private scratch folder
    (every instance the node received plus those earlier analyses used: a study is the union
-   of its series, plugin.assembly.complete_study);
+   of its series, plugin.service.assembly.complete_study);
 3. analyses them with the same processor and durable result steps as the embedded worker
-   (plugin.worker.Worker), then delivers and confirms the results itself
-   (plugin.delivery.Deliverer: deterministic UIDs, superseded objects removed);
+   (plugin.service.worker.Worker), then delivers and confirms the results itself
+   (plugin.service.delivery.Deliverer: deterministic UIDs, superseded objects removed);
 4. removes the scratch folder (no patient data stays on a worker host) and acknowledges.
 
 A failure around the processor (Orthanc unreachable, disk full) hands the job back
@@ -37,13 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.errors import BrainxaiError
-from plugin.assembly import orthanc_fetcher
-from plugin.delivery import Deliverer
-from plugin.distributed.worker_metrics import WORKER_METRICS, WorkerHealth
 from plugin.job_store import Job, JobState, JobStore, private_dir
+from plugin.service.assembly import orthanc_fetcher
+from plugin.service.delivery import Deliverer
+from plugin.service.distributed import queue
+from plugin.service.distributed.pg_store import open_store
+from plugin.service.distributed.worker_metrics import WORKER_METRICS, WorkerHealth, serve_health
+from plugin.service.loops import describe_error
+from plugin.service.wiring import delivery_options, load_processor, worker_context
+from plugin.service.worker import Processor, Worker, WorkerOptions
 from plugin.settings import Settings
-from plugin.worker import Processor, Worker, WorkerOptions, describe_error
+from vocabulary.errors import BrainxaiError
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +78,6 @@ class StudyRunner:
     def __init__(
         self, settings: Settings, store: JobStore, processor: Processor, health: WorkerHealth
     ) -> None:
-        from plugin.service import delivery_options
-
         scratch = settings.data_dir / "worker" / health.name
         self.settings = settings
         self.store = store
@@ -181,11 +183,6 @@ def prepare_scratch(runner: StudyRunner) -> None:
 def run_worker(settings: Settings) -> int:
     """``brainxai worker``: consume study jobs until SIGTERM (warm shutdown: the current
     study finishes first) or SIGINT; serves /healthz and /metrics meanwhile."""
-    from plugin.distributed import queue
-    from plugin.distributed.pg_store import open_store
-    from plugin.distributed.worker_metrics import serve_health
-    from plugin.service import load_processor, worker_context
-
     settings = settings.model_copy(update={"mode": "distributed"})
     store = open_store(settings)
     processor = load_processor(settings.processor, worker_context(settings, store))

@@ -1,10 +1,14 @@
-"""``brainxai worker``: a distributed analysis worker (Celery on RabbitMQ, PostgreSQL)."""
+"""``brainxai worker``: start a worker host (Celery on RabbitMQ, jobs in PostgreSQL).
+
+The module is named worker_host because plugin.service.worker is the embedded worker.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from plugin.service.distributed.analysis_worker import run_worker
 from plugin.settings import load_settings
 
 NAME = "worker"
@@ -23,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plugin.distributed.analysis_worker import run_worker
-
     settings = load_settings(
         args.config,
         data_dir=args.data_dir,

@@ -1,9 +1,9 @@
 """The DICOM node's side of distributed mode: publish each ready study job on the broker.
 
-Takes the place of the local analysis worker in plugin.service.Service: the same loop
-(plugin.worker.run_loop: a failing step, such as the broker being down, is retried with
+Takes the place of the local analysis worker in plugin.service.wiring.Service: the same loop
+(plugin.service.loops.run_loop: a failing step, such as the broker being down, is retried with
 backoff and reported to /readyz), but instead of analysing a ready job it publishes its
-message (plugin.distributed.queue) and moves it ``received -> queued``. The order makes a
+message (plugin.service.distributed.queue) and moves it ``received -> queued``. The order makes a
 crash safe: published first (confirmed by the broker), marked second; a crash in between
 publishes it again at the next start, and the duplicate is harmless (JobStore.claim and
 deterministic result UIDs). While the broker is down jobs stay ``received`` in the job
@@ -19,11 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from plugin.assembly import received_series
-from plugin.distributed import queue
-from plugin.distributed.worker_metrics import WORKER_METRICS
 from plugin.job_store import Job, JobStore
-from plugin.worker import LoopHealth, LoopSpec, run_loop
+from plugin.service.assembly import received_series
+from plugin.service.distributed import queue
+from plugin.service.distributed.worker_metrics import WORKER_METRICS
+from plugin.service.loops import LoopHealth, LoopSpec, run_loop
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ def job_message(job: Job, incoming_dir: Path) -> dict[str, Any]:
 
 
 class Dispatcher:
-    """Publishes ready jobs; ``run(stop)``, ``wake`` and ``health`` as plugin.worker.Worker."""
+    """Publishes ready jobs; ``run(stop)``, ``wake`` and ``health`` as
+    plugin.service.worker.Worker."""
 
     def __init__(
         self,

@@ -9,7 +9,7 @@
   holds one study at a time, so a slow study never holds others back.
 - Exactly-once *results* come from the job store, not the broker: a redelivered or
   duplicated message is checked against the job's generation and state (JobStore.claim),
-  result instances have deterministic UIDs (plugin.delivery), and a study that never
+  result instances have deterministic UIDs (plugin.service.delivery), and a study that never
   finishes goes to ``dead_letter`` after ``max_processing_attempts`` and is acknowledged.
 
 The message is JSON: ``{"job_id", "generation", "study_uid", "series": {series: [SOP]}}``
@@ -24,8 +24,8 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from inference.errors import JobError
 from plugin.settings import Settings
+from vocabulary.errors import JobError
 
 TASK_NAME = "brainxai.analyse_study"
 
