@@ -121,7 +121,7 @@ class WorkerProcess:
     def start(self, **extra_env: str) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept by the child)
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns.name, str(BRAINXAI), "-v", "worker",
+            ["ip", "netns", "exec", self.ns.name, *BRAINXAI, "-v", "worker",
              "--name", self.name, "--metrics-host", self.ns.ns_ip, "--metrics-port",
              str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, env={**self.env, **extra_env}, cwd=str(REPO),
