@@ -603,7 +603,7 @@ class JobStore:
             ).rowcount
         return n == 1
 
-    # ---- distributed mode (plugin.service.distributed) ----------------------------------------
+    # ---- distributed mode (plugin.service.distributed) -------------------------------
     def mark_queued(self, job: Job) -> bool:
         """received -> queued once the job's message is on the broker (this generation)."""
         with self._tx() as db:
@@ -612,6 +612,21 @@ class JobStore:
                 (JobState.QUEUED, time.time(), job.id, job.generation, JobState.RECEIVED),
             ).rowcount
         return n == 1
+
+    def republish_queued(self, older_than_seconds: float, now: float | None = None) -> int:
+        """queued jobs untouched for ``older_than_seconds`` go back to received (ready now),
+        so the node publishes them again: their message may have been lost with the
+        broker's data. A message that was not lost becomes a duplicate: once the job is
+        finished ``claim`` drops it; taken while another worker still has the job, the
+        study is analysed twice, and its results still appear once (deterministic UIDs).
+        Returns how many were put back."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            n = db.execute(
+                "UPDATE jobs SET state=?, ready_at=?, updated_at=? WHERE state=? AND updated_at<?",
+                (JobState.RECEIVED, now, now, JobState.QUEUED, now - older_than_seconds),
+            ).rowcount
+        return int(n)
 
     def claim(self, job_id: str, generation: int, max_attempts: int) -> Job | None:
         """A worker takes the job of a (possibly redelivered) message: -> processing.

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     worker_name: str | None = Field(None, description="This worker's name; default: host name")
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(9101, description="A worker's /healthz and /metrics")
+    republish_queued_after_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="At the node's start, queued jobs older than this are published again "
+        "(their message may have been lost with the broker's data)",
+    )
 
     # Pipeline
     methods: list[str] = Field(default_factory=lambda: ["gradcam", "saliency"])

@@ -283,6 +283,11 @@ class Service:
         resumed = self.store.recover(self.settings.quiet_seconds, reprocess=not self.distributed)
         if resumed:
             log.info("resuming %d unfinished job(s)", resumed)
+        if self.distributed:  # messages lost with the broker's data: publish those again
+            older = self.settings.republish_queued_after_seconds
+            again = self.store.republish_queued(older)
+            if again:
+                log.info("publishing again %d job(s) queued for more than %.0f s", again, older)
         adopted = adopt_orphans(
             self.store, self.worker_options.incoming_dir, self.settings.quiet_seconds
         )

@@ -132,3 +132,31 @@ def test_assembler_marks_ready_after_last_association(store: JobStore) -> None:
     assert woken == [True] and not asm.is_receiving(STUDY)
     job = store.get_by_study(STUDY)
     assert job is not None and job.ready_at == 103.0
+
+
+def test_claim_takes_each_generation_and_dead_letters_after_n(store: JobStore) -> None:
+    job = _ready(store)
+    assert store.mark_queued(job) and not store.mark_queued(job)  # only from received
+    assert store.claim(job.id, job.generation + 1, max_attempts=2) is None  # stale message
+    first = store.claim(job.id, job.generation, max_attempts=2)
+    assert first is not None and first.state == JobState.PROCESSING
+    assert first.processing_attempts == 1 and first.error is None
+    again = store.claim(job.id, job.generation, max_attempts=2)  # redelivered: worker lost
+    assert again is not None and again.processing_attempts == 2
+    assert again.error == "the worker processing it was lost"
+    assert store.claim(job.id, job.generation, max_attempts=2) is None
+    dead = store.get(job.id)
+    assert dead is not None and dead.state == JobState.DEAD_LETTER
+    assert "after 2 attempts" in (dead.error or "")
+    assert store.retry(job.id).state == JobState.RECEIVED  # dead letters retry like failures
+
+
+def test_republish_queued_after_lost_broker_data(store: JobStore) -> None:
+    job = _ready(store, 0.0)
+    assert store.mark_queued(job)
+    queued_at = store.get(job.id).updated_at  # type: ignore[union-attr]
+    assert store.republish_queued(600.0, now=queued_at + 10) == 0  # message still on its way
+    assert store.republish_queued(600.0, now=queued_at + 601) == 1
+    again = store.next_ready(queued_at + 601)
+    assert again is not None and again.id == job.id and again.generation == job.generation
+    assert store.claim(job.id, job.generation, max_attempts=3) is not None  # same generation
