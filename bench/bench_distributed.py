@@ -165,9 +165,12 @@ def latency_rows(store: JobStore, uid: str) -> dict[str, float]:
     return {
         "end of association -> ready (quiet period)": (job.ready_at or 0)
         - t["association_closed_at"],
-        "ready -> processing started": t["processing_started_at"] - (job.ready_at or 0),
-        "processing (distributed: incl. fetch from Orthanc)": t["processing_s"],
-        "delivery + confirmation": t["delivery_s"],
+        "ready -> processing started (distributed: claimed)": t["processing_started_at"]
+        - (job.ready_at or 0),
+        "processing started -> results ready": t["results_ready_at"] - t["processing_started_at"],
+        "  of which the processor (distributed: fetch is not)": t["processing_s"],
+        "results ready -> results confirmed": (job.delivered_at or 0) - t["results_ready_at"],
+        "  of which delivery + confirmation": t["delivery_s"],
         "end of association -> results confirmed": t["end_to_end_s"],
     }
 
@@ -244,9 +247,12 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
             orthanc_url=f"http://127.0.0.1:{orthanc.http}", orthanc_dicom_port=orthanc.dicom,
             delivery_backoff_seconds=0.2, delivery_backoff_max_seconds=1.0,
         )  # fmt: skip
+        # bench_plugin.Orthanc names each modality's AET after it (BXNODE, BXEMBEDDED)
         node = Settings(data_dir=tmp / "node", dicom_port=node_port, mode="distributed",
+                        ae_title="BXNODE",
                         broker_url=rabbit.url(), database_url=postgres.url(), **common)  # fmt: skip
-        embedded = Settings(data_dir=tmp / "embedded", dicom_port=embedded_port, **common)
+        embedded = Settings(data_dir=tmp / "embedded", dicom_port=embedded_port,
+                            ae_title="BXEMBEDDED", **common)  # fmt: skip
         service = Service(node, api=False)
         service.start()
         stopping.append(service.stop)

@@ -39,6 +39,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,32 +242,38 @@ def complete_study(job: Job, incoming_dir: Path, fetch: Fetcher | None) -> dict[
     return received_series(folder, job.source_series)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a received instance 0600, atomically (temp file + rename), fsynced."""
+def _write_private(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write a received instance 0600, atomically (temp file + rename), fsynced if
+    ``durable``."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
 
 
-def orthanc_fetcher(options: OrthancOptions) -> Fetcher:
-    """A Fetcher that reads instances back from Orthanc's REST API."""
+def orthanc_fetcher(options: OrthancOptions, durable: bool = True, parallel: int = 1) -> Fetcher:
+    """A Fetcher that reads instances back from Orthanc's REST API, ``parallel`` downloads
+    at a time. ``durable=False`` skips the fsync: for scratch copies that are removed after
+    the job (distributed workers), Orthanc keeping the originals."""
 
     def fetch(study_uid: str, series_uid: str, wanted: set[str], folder: Path) -> set[str]:
-        got: set[str] = set()
         with OrthancClient(options) as client:
-            found = client.find_instances(study_uid, series_uid)
-            for sop, instance_id in sorted(found):
-                if sop not in wanted or sop in got or not is_valid_uid(sop):
-                    continue
-                data = client.instance_file(instance_id)
+            found = dict(sorted(client.find_instances(study_uid, series_uid)))
+            todo = [(s, i) for s, i in found.items() if s in wanted and is_valid_uid(s)]
+            if todo:
                 private_dir(folder)
-                _write_private(folder / f"{sop}.dcm", data)
-                got.add(sop)
-        return got
+
+            def one(item: tuple[str, str]) -> str:
+                sop, instance_id = item
+                _write_private(folder / f"{sop}.dcm", client.instance_file(instance_id), durable)
+                return sop
+
+            with ThreadPoolExecutor(max(1, parallel)) as pool:  # httpx.Client is thread-safe
+                return set(pool.map(one, todo))
 
     return fetch

@@ -51,6 +51,10 @@ from vocabulary.errors import BrainxaiError
 
 log = logging.getLogger(__name__)
 
+#: Concurrent instance downloads from Orthanc: scratch copies, not fsynced (the folder is
+#: emptied after each job; Orthanc keeps the originals).
+FETCH_PARALLEL = 4
+
 
 def worker_name(settings: Settings) -> str:
     return settings.worker_name or socket.gethostname()
@@ -90,7 +94,10 @@ class StudyRunner:
         )
         delivery = delivery_options(settings)
         self.worker = Worker(
-            store, processor, self.options, fetch=orthanc_fetcher(delivery.orthanc)
+            store,
+            processor,
+            self.options,
+            fetch=orthanc_fetcher(delivery.orthanc, durable=False, parallel=FETCH_PARALLEL),
         )
         self.deliverer = Deliverer(store, delivery)
 
