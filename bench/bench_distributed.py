@@ -2,16 +2,17 @@
 
 1. Studies per hour against the number of ``brainxai worker`` processes (1, 2, 4 by
    default) on this machine, and per-worker efficiency (rate / (workers x one worker's rate)).
-   For each count, K fresh 24-slice studies are sent to the DICOM node and published on the
-   broker with the workers stopped; then the workers start and the clock runs from the first
-   claim to the last confirmed delivery (worker start-up is not counted; the workers' start
-   is staggered by a few tenths of a second, which counts against the larger counts).
+   For each count N, 4N fresh 24-slice studies (``--per-worker``) are sent to the DICOM node
+   and published on the broker with the workers stopped; then the N workers start. Their
+   start-up is staggered on a loaded machine (importing the service takes tens of seconds),
+   so the rate counts only the studies claimed once every worker is consuming (Celery's
+   "ready" line in each worker's log), from that moment to the last confirmed delivery.
 2. The latency the queue adds over the embedded mode for one 24-slice study: the end of the
    routed association -> results confirmed in Orthanc, embedded (one process, SQLite) and
    distributed (node + one warm worker, RabbitMQ, PostgreSQL: publish, claim, fetch back from
    Orthanc, analyse, deliver), median over runs; the difference is what the queue adds.
 
-    .venv/bin/python bench/bench_distributed.py [--workers 1 2 4] [--studies 8] [--runs 5]
+    .venv/bin/python bench/bench_distributed.py [--workers 1 2 4] [--per-worker 4] [--runs 5]
 
 The analysis is the simple Secondary Capture processor of the integration tests
 (tests/integration/plugin_processor.py: an 8-bit SC copy of each slice), not the model: the
@@ -109,13 +110,27 @@ class Workers:
         self.env, self.tmp = env, tmp
         self.procs: list[subprocess.Popen[bytes]] = []
 
+    def ready_at(self) -> float | None:
+        """When the last running worker started consuming (Celery's "ready" log line)."""
+        times = []
+        for n in range(1, len(self.procs) + 1):
+            text = (self.tmp / f"worker{n}.log").read_text(errors="replace")
+            lines = [ln for ln in text.splitlines() if "@brainxai ready." in ln]
+            if not lines:
+                return None
+            stamp = time.strptime(lines[-1][:19], "%Y-%m-%d %H:%M:%S")
+            times.append(time.mktime(stamp) + int(lines[-1][20:23]) / 1000)
+        return max(times) if times else None
+
     def start(self, count: int) -> None:
+        for p in self.tmp.glob("worker*.log"):
+            p.unlink()  # numbered from 1 again: ready_at reads this round's logs
         for _ in range(count):
             n = len(self.procs) + 1
             port = free_port()
             log = open(self.tmp / f"worker{n}.log", "ab")  # noqa: SIM115 (kept by the child)
             env = {**self.env, "BRAINXAI_DATA_DIR": str(self.tmp / f"worker{n}")}
-            cmd = [sys.executable, "-m", "plugin.commands.cli", "worker", "--name", f"w{n}",
+            cmd = [sys.executable, "-m", "plugin.commands.cli", "-v", "worker", "--name", f"w{n}",
                    "--metrics-port", str(port)]  # fmt: skip
             self.procs.append(subprocess.Popen(cmd, env=env, stdout=log,
                                                stderr=subprocess.STDOUT, cwd=REPO))  # fmt: skip
@@ -134,10 +149,11 @@ class Workers:
 
 
 def throughput(
-    orthanc: Orthanc, store: JobStore, workers: Workers, tmp: Path, counts: list[int], k: int
+    orthanc: Orthanc, store: JobStore, workers: Workers, tmp: Path, counts: list[int], per: int
 ) -> None:
-    rates: dict[int, float] = {}
+    rates: dict[int, tuple[float, int]] = {}
     for count in counts:
+        k = per * count
         studies = make_studies(tmp / "studies", k, f"tp{count}")
         uids = [uid for uid, _ in studies]
         for _, files in studies:
@@ -145,18 +161,20 @@ def throughput(
         poll(lambda u=uids: all_in(store, u, (JobState.QUEUED,)), 120, "every study queued")
         workers.start(count)
         jobs = poll(lambda u=uids: all_in(store, u, (JobState.DELIVERED,)), 900, "deliveries")
+        start = poll(workers.ready_at, 60, "the workers' ready lines")
         workers.stop()
-        first = min(j.timings["processing_started_at"] for j in jobs.values())
-        last = max(j.delivered_at or 0.0 for j in jobs.values())
-        rates[count] = k / (last - first) * 3600
+        after = [j for j in jobs.values() if j.timings["processing_started_at"] >= start]
+        last = max((j.delivered_at or 0.0 for j in after), default=start)
+        rates[count] = (len(after) / (last - start) * 3600 if after else float("nan"), len(after))
         orthanc.delete_all()
-    one = rates.get(1)
-    print(f"\nStudies per hour, {k} studies of 24 slices per row, test SC processor "
-          f"(not the model), {os.cpu_count()} cores shared with other jobs")  # fmt: skip
-    print(f"  {'workers':>7} {'studies/h':>10} {'s/study':>8} {'efficiency':>11}")
-    for count, rate in rates.items():
+    one = rates[1][0] if 1 in rates else None
+    print(f"\nStudies per hour, {per} studies of 24 slices per worker, counted once every "
+          f"worker consumes; test SC processor (not the model); {os.cpu_count()} cores "
+          f"shared with other jobs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"  {'workers':>7} {'studies/h':>10} {'s/study':>8} {'efficiency':>11} {'counted':>8}")
+    for count, (rate, n) in rates.items():
         eff = f"{rate / (count * one):11.0%}" if one else f"{'-':>11}"
-        print(f"  {count:>7} {rate:10.0f} {3600 / rate:8.2f} {eff}")
+        print(f"  {count:>7} {rate:10.0f} {3600 / rate:8.2f} {eff} {n:>8}")
 
 
 def latency_rows(store: JobStore, uid: str) -> dict[str, float]:
@@ -218,7 +236,7 @@ def latency(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--studies", type=int, default=8, help="studies per worker count")
+    parser.add_argument("--per-worker", type=int, default=4, help="studies per worker")
     parser.add_argument("--runs", type=int, default=5, help="latency runs per mode")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
@@ -274,7 +292,7 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
         if not args.skip_latency:
             latency(orthanc, tmp, args.runs, embedded, store, workers)
         if not args.skip_throughput:
-            throughput(orthanc, store, workers, tmp, args.workers, args.studies)
+            throughput(orthanc, store, workers, tmp, args.workers, args.per_worker)
     finally:
         for stop in reversed(stopping):
             stop()
