@@ -17,6 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+from vocabulary.sentence import CLASS_NAMES
+
 SCHEME = "99BRAINXAI"
 
 
@@ -41,10 +43,8 @@ NO_UNITS: Code = codes.UCUM.NoUnits  # "1"
 
 # Private concepts.
 CLASS_CODES = {
-    "glioma": private("BXAI-GLIOMA", "Glioma"),
-    "meningioma": private("BXAI-MENINGIOMA", "Meningioma"),
-    "notumor": private("BXAI-NOTUMOR", "No tumour found"),
-    "pituitary": private("BXAI-PITUITARY", "Pituitary tumour"),
+    label: private(f"BXAI-{label.upper()}", CLASS_NAMES[label])
+    for label in ("glioma", "meningioma", "notumor", "pituitary")
 }
 DECISION = private("BXAI-DECISION", "Decision and its reason")
 NOT_ANALYSED = private("BXAI-SKIPPED", "Series not analysed")

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+import pydicom
+from numpy.typing import NDArray
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from vocabulary.errors import DicomError
 
@@ -69,3 +73,23 @@ def fsync_tree(folder: Path) -> None:
     for path in sorted(folder.rglob("*")):
         fsync_path(path)
     fsync_path(folder)
+
+
+def overlay_pixels(paths: Sequence[str | Path]) -> NDArray[np.uint8] | None:
+    """The RGB pixels of the middle Secondary Capture overlay among ``paths`` (files this
+    module wrote, so SCs are under ``sc/``), for a preview; None if there is none readable.
+
+    The SC is RGB, 8 bits, PhotometricInterpretation RGB (PS3.3 C.8.6.2, A.8.1).
+    """
+    overlays = [Path(p) for p in paths if Path(p).parent.name == "sc" and Path(p).is_file()]
+    if not overlays:
+        return None
+    path = overlays[len(overlays) // 2]
+    try:
+        ds = pydicom.dcmread(path)
+        if str(ds.SOPClassUID) != "1.2.840.10008.5.1.4.1.1.7" or ds.SamplesPerPixel != 3:
+            return None
+        return np.asarray(ds.pixel_array, dtype=np.uint8)
+    except (OSError, InvalidDicomError, AttributeError, ValueError) as exc:
+        log.warning("overlay %s not readable for a preview: %s", path.name, exc)
+        return None

@@ -19,10 +19,13 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from dicom_io.sequence import T2_LIKE, sequence_of
 from dicom_io.series import MR_IMAGE_SOP_CLASSES, Series
 from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
+
+PARAMETRIC_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.30"  # PS3.4 Table B.5-1
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent / "selection_rules.yaml"
 _EDGE = r"(?<![A-Z0-9])"
@@ -164,6 +167,45 @@ def _own_output(s: Series, r: SelectionRules) -> str | None:
     software = (header_text(s, "SoftwareVersions") or "").lower()
     if any(m.lower() in software for m in r.own_manufacturers):
         return "our own output (SoftwareVersions names brainxai): never re-processed"
+    return None
+
+
+def own_object_reason(series: Series, rules: SelectionRules | None = None) -> str | None:
+    """Why an (uploaded) image is one of our own result objects, None if it is not.
+
+    Besides the selection's own-output rule (Manufacturer, SeriesDescription prefix,
+    SoftwareVersions): the Parametric Map Storage SOP class (PS3.4 B.5; a map is never an
+    MR image) and our research-use statement in ImageComments (0020,4000).
+    """
+    why = _own_output(series, rules or SelectionRules())
+    if why is not None:
+        return why
+    if PARAMETRIC_MAP_STORAGE in series.sop_class_uids:
+        return "a Parametric Map (an explanation heatmap), not an MR image"
+    comments = (header_text(series, "ImageComments") or "").upper()
+    if "RESEARCH" in comments and "BRAINXAI" in comments:
+        return "our own output (ImageComments carries brainxai's research-use statement)"
+    return None
+
+
+def single_image_refusal(series: Series) -> str | None:
+    """Why no class may be given for an image of ``series`` analysed on its own, or None.
+
+    Our own result objects, images that are not MR (Modality (0008,0060)) and contrasts the
+    tumour classes were not trained on (T2, FLAIR, diffusion: ``dicom_io.sequence``).
+    """
+    why = own_object_reason(series)
+    if why is not None:
+        return why
+    modality = series.modality.upper()
+    if modality and modality != "MR":
+        return f"modality {modality} is not MR"
+    sequence = sequence_of(series)
+    if sequence in T2_LIKE:
+        return (
+            f"{sequence.upper()} image: the tumour classes were trained on T1 post-contrast "
+            "images, so the model's answer here is not reliable"
+        )
     return None
 
 

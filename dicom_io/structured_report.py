@@ -56,12 +56,12 @@ from dicom_io.context import (
     mark_research,
     quiet_person_names,
 )
-from dicom_io.decision_text import DecisionRecord, series_sentence, study_sentence
 from dicom_io.sanitise import record, sanitise_source, valid_text
 from dicom_io.series import Series
 from dicom_io.uids import derived_uid, instance_uid, series_uid
 from vocabulary.decisions import SeriesDecision
 from vocabulary.errors import InputError
+from vocabulary.sentence import series_sentence, study_sentence
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ def _document(
     return sr
 
 
-def _evidence(series_list: Sequence[Series], decisions: Sequence[DecisionRecord]) -> list[Dataset]:
+def _evidence(series_list: Sequence[Series], decisions: Sequence[SeriesDecision]) -> list[Dataset]:
     """Headers of every referenced source instance (Current Requested Procedure Evidence)."""
     seen: dict[str, Dataset] = {}
     for s, d in zip(series_list, decisions, strict=True):

@@ -14,6 +14,7 @@ the prediction comes first and the maps explain its class (or the fixed one).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -149,10 +150,17 @@ def render_overlay(
     return add_text(rgb, list(text)) if text else rgb
 
 
-def result_text(model_name: str, model_version: str, caption: str) -> list[str]:
-    """The lines burned into a DICOM overlay: model and version, caption, disclaimer."""
+def result_text(
+    model_name: str, model_version: str, caption: str | Sequence[str], width: int = 56
+) -> list[str]:
+    """The lines burned into a DICOM overlay: model and version, caption, disclaimer.
+
+    ``caption`` is one text or several (the series decision sentence of
+    ``vocabulary.sentence``, then the slice's labelled model output); each is wrapped at
+    ``width`` characters so the font stays readable.
+    """
     lines = [f"{model_name} v{model_version}"]
-    if caption:
-        lines.append(caption)
+    for text in [caption] if isinstance(caption, str) else caption:
+        lines += textwrap.wrap(text, width) if text else []
     lines.append(BURNED_IN_DISCLAIMER)
     return lines

@@ -53,6 +53,7 @@ from plugin.analysis import (
 )
 from vocabulary.decisions import SeriesDecision
 from vocabulary.errors import BrainxaiError
+from vocabulary.sentence import series_sentence, slice_output_text, study_sentence
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +204,15 @@ def _mean_metrics(rows: Sequence[QualityMetrics]) -> dict[str, float]:
     return out
 
 
-def _caption(clf: Classifier, result: SeriesAnalysis, index: int) -> str:
+def _caption(clf: Classifier, result: SeriesAnalysis, index: int) -> list[str]:
+    """The series decision sentence, then this slice's own (labelled) model output."""
     assert result.prediction is not None and result.decision is not None
     probs = result.prediction.probs[index]
     k = int(probs.argmax())
-    return f"slice: {clf.meta.classes[k]} {probs[k]:.2f} | series: {result.decision.label}"
+    return [
+        series_sentence(result.decision),
+        slice_output_text(clf.meta.classes[k], float(probs[k])),
+    ]
 
 
 def write_series(
@@ -349,6 +354,7 @@ def series_summary(result: SeriesAnalysis, clf: Classifier) -> dict[str, Any]:
     d, pred = result.decision, result.prediction
     if d is None or pred is None:
         return out
+    out["sentence"] = series_sentence(d)
     out["prediction"] = {
         "class": d.label,
         "reason": d.reason,
@@ -455,6 +461,7 @@ def _report(
 def study_summary(study: StudyAnalysis, clf: Classifier) -> dict[str, Any]:
     return {
         "study_instance_uid": study.study_instance_uid,
+        "sentence": study_sentence(study.label, study.reason),
         "prediction": {
             "class": study.label,
             "reason": study.reason,
@@ -475,6 +482,7 @@ def failed_study_summary(study_uid: str, reason: str, clf: Classifier) -> dict[s
     return {
         "study_instance_uid": study_uid,
         "error": reason,
+        "sentence": study_sentence("error", f"analysis failed: {reason}"),
         "prediction": {"class": "error", "reason": f"analysis failed: {reason}"},
         "model": {"name": clf.meta.name, "version": clf.version},
         "disclaimer": "RESEARCH USE ONLY - NOT FOR DIAGNOSIS",

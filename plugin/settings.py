@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     orthanc_url: str = "http://127.0.0.1:8042"
     orthanc_username: str | None = None
     orthanc_password: str | None = None
+    orthanc_public_url: str | None = Field(
+        None,
+        description="Orthanc as a browser reaches it (e.g. http://pacs.example:8042); the web "
+        "page links each job's study to its OHIF viewer at <this>/ohif/. None: no link",
+    )
     orthanc_aet: str = "ORTHANC"
     orthanc_dicom_host: str = "127.0.0.1"
     orthanc_dicom_port: int = 4242

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 from dicom_io.reader import read_bytes
+from dicom_io.series_selection import single_image_refusal
 from vocabulary.errors import InputError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -51,6 +53,33 @@ def load_any_bytes(data: bytes, name: str = "upload") -> list[NDArray[Any]]:
             raise InputError(f"DICOM file not usable: {why}")
         return images
     raise InputError("unsupported file type: expected PNG, JPEG or DICOM (PS3.10 file)")
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """One image to classify on its own, and why it must get no class (None: it may)."""
+
+    pixels: NDArray[Any]
+    refusal: str | None = None
+
+
+def load_images(path: Path) -> list[LoadedImage]:
+    """``load_any_image`` with each DICOM image's single-image refusal (dicom_io)."""
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    data = path.read_bytes()
+    if kind_of(data) != "dicom":
+        return [LoadedImage(p) for p in load_any_bytes(data, path.name)]
+    result = read_bytes(data, path.name)
+    out = [
+        LoadedImage(s.pixels, single_image_refusal(series))
+        for series in result.series
+        for s in series.slices
+    ]
+    if not out:
+        why = "; ".join(r.reason for r in result.rejected) or "no image data"
+        raise InputError(f"DICOM file not usable: {why}")
+    return out
 
 
 def load_any_image(path: Path) -> list[NDArray[Any]]:

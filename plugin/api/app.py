@@ -18,14 +18,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.requests import Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plugin import metrics
 from plugin.api.auth import bearer_dependency, check_token_config
-from plugin.api.jobs import JobStoreLike, job_counts, job_view, open_job_store
+from plugin.api.jobs import JobStoreLike, job_counts, open_job_store, preview_png
+from plugin.api.jobs import job_view as job_view_of
 from plugin.api.limits import RequestGuard
 from plugin.api.predict import (
     PredictOptions,
@@ -129,7 +130,7 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     auth = [Depends(bearer_dependency(token))]
     app.include_router(_public_router(settings, ctx))
     app.include_router(_predict_router(settings, ctx), dependencies=auth)
-    app.include_router(_jobs_router(ctx), dependencies=auth)
+    app.include_router(_jobs_router(settings, ctx), dependencies=auth)
     app.include_router(_models_router(ctx), dependencies=auth)
     app.include_router(_metrics_router(registry), dependencies=auth)
     if STATIC_DIR.is_dir():
@@ -208,8 +209,12 @@ def _predict_router(settings: Settings, ctx: ApiContext) -> APIRouter:
     return router
 
 
-def _jobs_router(ctx: ApiContext) -> APIRouter:
+def _jobs_router(settings: Settings, ctx: ApiContext) -> APIRouter:
     router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+    viewer = settings.orthanc_public_url
+
+    def job_view(job: Any) -> JobView:
+        return job_view_of(job, viewer)
 
     def store() -> JobStoreLike:
         if ctx.jobs is None:
@@ -228,6 +233,24 @@ def _jobs_router(ctx: ApiContext) -> APIRouter:
         if job is None:
             raise HTTPException(404, "unknown job")
         return job_view(job)
+
+    @router.get(
+        "/{job_id}/preview.png",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, **_errors(401, 404, 503)},
+    )
+    def job_preview(job_id: str) -> Response:
+        """A small PNG of the job's middle heatmap overlay (the SC's pixels, burned-in text
+        included); 404 when the job has no readable overlay."""
+        job = store().get(job_id)
+        if job is None:
+            raise HTTPException(404, "unknown job")
+        outputs = job_view(job).outputs
+        paths = [str(p) for p in outputs] if isinstance(outputs, list) else []
+        png = preview_png(paths)
+        if png is None:
+            raise HTTPException(404, "no heatmap overlay for this job")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @router.post("/{job_id}/retry", response_model=JobView, responses=_errors(401, 404, 409, 503))
     def retry_job(job_id: str) -> JobView:

@@ -21,10 +21,12 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from dicom_io.reader import read_bytes
+from dicom_io.series_selection import single_image_refusal
 from explain.attribution import Attribution, parse_methods
 from explain.options import METHODS, ExplainOptions
 from explain.rendering import raw_png16
 from inference.preprocessing import MAX_PIXELS, Preprocessed, to_grey
+from inference.scope_gate import out_of_scope_reason
 from plugin import metrics
 from plugin.analysis import (
     classify_and_explain,
@@ -38,6 +40,7 @@ from plugin.api.schemas import MethodExplanation, ModelRef, PredictResponse, Sou
 from plugin.model_service import LoadedModel
 from plugin.sniff import decode_raster, kind_of
 from vocabulary.errors import InputError
+from vocabulary.sentence import image_sentence
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ class DecodedUpload:
     frame_index: int = 0
     frame_count: int = 1
     series_instance_uid: str | None = None
+    refusal: str | None = None  # why no class may be given (our own object, not MR, T2...)
 
 
 def request_methods(text: str | None) -> tuple[str, ...]:
@@ -123,7 +127,7 @@ def _decode_dicom(data: bytes, name: str) -> DecodedUpload:
     index = len(series.slices) // 2
     return DecodedUpload(
         "dicom", series.slices[index].pixels, index, len(series.slices),
-        series.series_instance_uid,
+        series.series_instance_uid, single_image_refusal(series),
     )  # fmt: skip
 
 
@@ -156,6 +160,7 @@ def predict_upload(
         t1 = time.perf_counter()
         pred, maps = classify_and_explain(clf, images, options.methods, options.explain)
         target = int(pred.probs[0].argmax())
+        why = upload.refusal or out_of_scope_reason(upload.pixels, pre, pred, 0, clf)
         timings["inference_and_explain"] = time.perf_counter() - t1
         t3 = time.perf_counter()
         quality = explanation_quality(clf, pre, maps, options.quality)
@@ -168,8 +173,13 @@ def predict_upload(
         metrics.observe_stage(f"api_{stage}", secs)
     classes = clf.meta.classes
     o = model.origin
+    if why is not None:
+        log.info("predict: no class for an out-of-scope image: %s", why)
     return PredictResponse(
-        predicted_class=classes[target],
+        predicted_class=None if why else classes[target],
+        model_output=classes[target],
+        reason=why,
+        sentence=image_sentence(classes[target], float(pred.probs[0][target]), why),
         probabilities={c: float(p) for c, p in zip(classes, pred.probs[0], strict=True)},
         model=ModelRef(
             name=o.name, version=o.version, registry_version=o.registry_version, source=o.source

@@ -56,9 +56,17 @@ class MethodExplanation(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    predicted_class: str = Field(
-        ..., serialization_alias="class", description="Most probable class (JSON key 'class')"
+    predicted_class: str | None = Field(
+        ...,
+        serialization_alias="class",
+        description="The class (JSON key 'class'); null when the image is out of scope "
+        "(then 'reason' says why and 'model_output' is not a result)",
     )
+    model_output: str = Field(
+        ..., description="The model's most probable class: a raw output, not a result"
+    )
+    reason: str | None = Field(None, description="Why no class is given (out of scope)")
+    sentence: str = Field(..., description="The decision in one sentence (vocabulary.sentence)")
     probabilities: dict[str, float]
     model: ModelRef
     disclaimer: str = DISCLAIMER
@@ -81,6 +89,13 @@ class JobView(BaseModel):
     attempts: int = 0
     error: str | None = None
     timings: dict[str, Any] = Field(default_factory=dict, description="Seconds per stage")
+    decision: str | None = Field(
+        None, description="The study's class, 'indeterminate' or 'error'; null before a result"
+    )
+    sentence: str | None = Field(None, description="The study's decision in one sentence")
+    viewer_url: str | None = Field(
+        None, description="The study in the OHIF viewer (needs settings.orthanc_public_url)"
+    )
     summary: dict[str, Any] = Field(
         default_factory=dict, description="Decision, selected and skipped series with reasons"
     )

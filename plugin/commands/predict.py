@@ -11,8 +11,9 @@ from inference.registry import load_model
 from inference.scope_gate import out_of_scope_reason
 from plugin.analysis import classify, prepare
 from plugin.settings import load_settings
-from plugin.sniff import load_any_image
+from plugin.sniff import load_images
 from vocabulary.errors import InputError
+from vocabulary.sentence import image_sentence
 
 NAME = "predict"
 HELP = "classify PNG/JPEG/DICOM files (research use only, not for diagnosis)"
@@ -31,28 +32,18 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
         try:
-            images = load_any_image(path)
+            loaded = load_images(path)
         except InputError as exc:
             rows.append({"file": str(path), "error": str(exc)})
             failed += 1
             continue
+        images = [item.pixels for item in loaded]
         prepared = prepare(clf, images)
         pred = classify(clf, prepared)
-        for k, row in enumerate(pred.probs):
+        for k in range(len(pred.probs)):
             name = str(path) if len(pred.probs) == 1 else f"{path}[{k}]"
-            why = out_of_scope_reason(images[k], prepared[k], pred, k, clf)
-            rows.append(
-                {
-                    "file": name,
-                    "class": clf.meta.classes[int(row.argmax())],
-                    "probabilities": {
-                        c: round(float(v), 4) for c, v in zip(clf.meta.classes, row, strict=True)
-                    },
-                    "ood_score": round(float(pred.ood_score[k]), 2),
-                    "trustworthy": why is None,
-                    "out_of_scope": why,
-                }
-            )
+            why = loaded[k].refusal or out_of_scope_reason(images[k], prepared[k], pred, k, clf)
+            rows.append(_row(name, clf, pred, k, why))
     out = {"model": {"name": clf.meta.name, "version": clf.version}, "results": rows}
     if args.json:
         print(json.dumps(out, indent=2))
@@ -63,6 +54,27 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{r['file']}: ERROR {r['error']}")
             else:
                 probs_txt = " ".join(f"{c}={v:.3f}" for c, v in r["probabilities"].items())
-                note = f"  NOT TRUSTWORTHY: {r['out_of_scope']}" if r["out_of_scope"] else ""
-                print(f"{r['file']}: {r['class']}  ({probs_txt}){note}")
+                label = "model output, not a result" if r["class"] is None else "model output"
+                print(f"{r['file']}: {r['sentence']}  ({label}: {probs_txt})")
     return 1 if failed else 0
+
+
+def _row(name: str, clf: Any, pred: Any, k: int, why: str | None) -> dict[str, Any]:
+    """One image: no class when ``why`` says it is out of scope (the raw output is kept,
+    labelled ``model_output``), and the decision sentence of vocabulary.sentence."""
+    row = pred.probs[k]
+    top = int(row.argmax())
+    label = clf.meta.classes[top]
+    return {
+        "file": name,
+        "class": None if why else label,
+        "model_output": label,
+        "probabilities": {
+            c: round(float(v), 4) for c, v in zip(clf.meta.classes, row, strict=True)
+        },
+        "ood_score": round(float(pred.ood_score[k]), 2),
+        "trustworthy": why is None,
+        "out_of_scope": why,
+        "reason": why,
+        "sentence": image_sentence(label, float(row[top]), why),
+    }

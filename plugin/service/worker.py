@@ -183,6 +183,7 @@ class Worker:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)
         outputs = [str(final / rel) for rel in relative]
+        summary = relocated(summary, str(partial), str(final))
         done = self._persist(
             "the results", lambda: self.store.finish_processing(job, outputs, summary, seconds)
         )
@@ -233,6 +234,20 @@ class Worker:
             ),  # fmt: skip
             stop,
         )
+
+
+def relocated(value: Any, old: str, new: str) -> Any:
+    """``value`` (a JSON-ready summary) with every path under folder ``old`` moved to ``new``:
+    the processor wrote into ``<job>.partial``, which is renamed once the results are whole."""
+    if isinstance(value, str):
+        if value == old or value.startswith(old + os.sep):
+            return new + value[len(old) :]
+        return value
+    if isinstance(value, dict):
+        return {k: relocated(v, old, new) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [relocated(v, old, new) for v in value]
+    return value
 
 
 def no_result_reason(summary: dict[str, Any]) -> str:

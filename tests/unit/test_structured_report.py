@@ -23,7 +23,6 @@ from pydicom.sr.codedict import codes as std
 
 from dicom_io import codes
 from dicom_io.context import ResultContext
-from dicom_io.decision_text import series_sentence, study_sentence
 from dicom_io.files import write_datasets
 from dicom_io.parametric_map import MapOptions, build_parametric_map
 from dicom_io.reader import assemble
@@ -31,6 +30,7 @@ from dicom_io.secondary_capture import build_overlays
 from dicom_io.series import Series, Slice
 from dicom_io.structured_report import ResultObject, SkippedSeries, build_report
 from inference.aggregation import SeriesDecision, SliceDecision
+from vocabulary.sentence import series_sentence, study_sentence
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 ROOT = "1.2.826.0.1.3680043.8.498.77"
