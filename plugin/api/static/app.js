@@ -60,9 +60,15 @@ async function predict(file) {
   }
 }
 
+// A null class means the image is out of scope: the reason is shown, and the model's raw
+// output is labelled as not a result.
 function renderResult(r) {
   $("result").hidden = false;
-  $("result-class").textContent = r.class;
+  $("result-class").textContent = r.class === null ? "indeterminate" : r.class;
+  $("result-sentence").textContent = r.sentence;
+  $("result-reason").hidden = r.class !== null;
+  $("result-reason").textContent = r.class === null
+    ? `No class: ${r.reason}. Model output (${r.model_output}) below is not a result.` : "";
   $("result-disclaimer").textContent = r.disclaimer;
   $("result-model").textContent = `${r.model.name} ${r.model.version}`;
   const src = r.source;
@@ -70,7 +76,7 @@ function renderResult(r) {
     (src.frame_count > 1 ? ` (slice ${src.frame_index + 1} of ${src.frame_count})` : "");
   const total = Object.values(r.timings_ms).reduce((a, b) => a + b, 0);
   $("result-timing").textContent = `${total.toFixed(0)} ms`;
-  renderProbabilities(r.probabilities, r.class);
+  renderProbabilities(r.probabilities, r.class === null ? "" : r.class);
   renderViews(r);
 }
 
@@ -127,16 +133,44 @@ function formatTime(value) {
 }
 
 // What a job came to: the error (failed) or the reasons nothing was analysable
-// (no_result), else the study's decision.
+// (no_result), else the study's decision sentence (the API's top-level job.sentence).
 function jobOutcome(job) {
-  const summary = job.summary || {};
   if (job.error) return job.error;
-  const study = (summary.studies || [])[0];
-  if (study && study.prediction) {
-    const p = study.prediction;
-    return p.reason ? `${p.class} (${p.reason})` : p.class;
+  if (job.sentence) return job.sentence;
+  return job.decision || "";
+}
+
+// The heatmap preview needs the bearer token, so it is fetched and shown as a blob URL.
+async function loadPreview(job, cell) {
+  try {
+    const response = await fetch(`/v1/jobs/${encodeURIComponent(job.id)}/preview.png`,
+      { headers: authHeaders() });
+    if (!response.ok) return;
+    const url = URL.createObjectURL(await response.blob());
+    cell.append(el("img", { class: "preview", src: url, alt: "heatmap preview" }));
+  } catch (err) { /* no preview: the cell stays empty */ }
+}
+
+async function loadModels() {
+  const tbody = document.querySelector("#models tbody");
+  try {
+    const data = await apiFetch("/v1/models");
+    const m = data.in_use;
+    $("model-in-use").textContent = `In use: ${m.name} ${m.version}` +
+      (m.registry_version ? ` (registry version ${m.registry_version})` : "") + ` from ${m.source}`;
+    tbody.replaceChildren();
+    for (const v of data.registered) {
+      const acc = v.val_accuracy === null ? "" : v.val_accuracy.toFixed(3);
+      tbody.append(el("tr", { "data-version": v.version }, el("td", {}, v.version),
+        el("td", {}, v.aliases.join(", ")), el("td", {}, acc), el("td", {}, v.bundle_version || ""),
+        el("td", {}, v.in_use ? "yes" : "")));
+    }
+    $("models-status").textContent = data.registry_error
+      ? "Registry unavailable: " + data.registry_error
+      : (data.registered.length ? "" : "No registered versions.");
+  } catch (err) {
+    $("models-status").textContent = "Models unavailable: " + err.message;
   }
-  return summary.decision || summary.class || summary.status || "";
 }
 
 const STATE_HELP = {
@@ -156,12 +190,18 @@ function jobRow(job) {
     });
     cell.append(button);
   }
+  const preview = el("td", { class: "preview" });
+  if (job.state !== "failed" && job.outputs && job.outputs.length) loadPreview(job, preview);
+  const viewer = el("td", { class: "viewer" });
+  if (job.viewer_url) {
+    viewer.append(el("a", { href: job.viewer_url, target: "_blank", rel: "noopener" }, "open"));
+  }
   return el("tr", { "data-job": job.id },
     el("td", { class: "uid" }, job.id), el("td", { class: "uid" }, job.study_instance_uid),
     el("td", { class: "state-" + job.state, title: STATE_HELP[job.state] || "" }, job.state),
     el("td", {}, job.attempts),
     el("td", {}, formatTime(job.updated_at)),
-    el("td", {}, typeof what === "string" ? what : JSON.stringify(what)), cell);
+    el("td", { class: "decision" }, what), preview, viewer, cell);
 }
 
 function setupDropzone() {
@@ -187,6 +227,7 @@ function setupToken() {
     sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
     $("token-state").textContent = token() ? "token set for this tab" : "no token";
     loadJobs();
+    loadModels();
   });
 }
 
@@ -195,4 +236,5 @@ document.addEventListener("DOMContentLoaded", () => {
   setupDropzone();
   $("refresh-jobs").addEventListener("click", loadJobs);
   loadJobs();
+  loadModels();
 });
