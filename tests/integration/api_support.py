@@ -18,12 +18,18 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from dicom_io.context import ResultContext
+from dicom_io.files import write_datasets
+from dicom_io.reader import read_paths
+from dicom_io.secondary_capture import build_overlays
+from explain.rendering import overlay
 from inference.bundle import BUNDLED_MODEL, Classifier, load_bundle
 from plugin.api.app import ApiContext, create_app
 from plugin.job_store import JobStore
 from plugin.model_service import ModelService
 from plugin.settings import Settings
 from tests.shared_data import SHARED_DATA
+from vocabulary.sentence import study_sentence
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -120,3 +126,32 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def finished_job(store: JobStore, study_uid: str, out_dir: Path) -> Any:
+    """A job in results_ready whose outputs are two real SC overlays (dicom_io's writer, from
+    the shared PGBM-001 series) and whose summary is shaped as the pipeline writes it."""
+    folder = SHARED_DATA / "dicom" / "pgbm-001-t1post"
+    if not folder.is_dir():
+        pytest.skip(f"shared data not available: {folder}")
+    (series,) = read_paths([folder]).series
+    indices = [len(series) // 2 - 1, len(series) // 2]
+    rgbs = []
+    for i in indices:
+        grey = series.slices[i].pixels.astype(np.float32)
+        grey = (grey - grey.min()) / max(float(np.ptp(grey)), 1e-6)
+        heat = np.zeros_like(grey)
+        heat[: grey.shape[0] // 2] = 1.0
+        rgbs.append(overlay(grey, heat))
+    sc = build_overlays(series, indices, rgbs, ResultContext(model_version="9.9.9-test"))
+    paths = [str(p) for p in write_datasets(sc, out_dir)]
+    job = store.touch_study(study_uid)
+    store.mark_ready(study_uid, time.time(), time.time())
+    job = store.start_processing(store.next_ready(time.time() + 1))
+    reason = "all 1 assessed series called glioma"
+    summary = {"studies": [{"study_instance_uid": study_uid,
+                            "sentence": study_sentence("glioma", reason),
+                            "prediction": {"class": "glioma", "reason": reason},
+                            "outputs": paths}]}  # fmt: skip
+    assert store.finish_processing(job, paths, summary, 1.0)
+    return store.get(job.id)

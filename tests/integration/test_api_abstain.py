@@ -80,9 +80,7 @@ def test_our_secondary_capture_gets_no_class(
     assert "our own output" in str(body["reason"])
 
 
-def test_our_parametric_map_gets_no_class(
-    client: TestClient, own_objects: dict[str, Path]
-) -> None:
+def test_our_parametric_map_gets_no_class(client: TestClient, own_objects: dict[str, Path]) -> None:
     body = _post(client, own_objects["pm"].read_bytes())
     _abstained(body)
     assert "own output" in str(body["reason"]) or "Parametric Map" in str(body["reason"])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
 import pytest
-from api_support import AUTH, make_settings
+from api_support import AUTH, finished_job, make_settings
 from fastapi.testclient import TestClient
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from plugin import metrics
@@ -95,3 +98,33 @@ def test_no_job_store_is_503(tmp_path: Path) -> None:
     client = TestClient(create_app(settings, ctx))
     r = client.get("/v1/jobs", headers=AUTH)
     assert r.status_code == 503 and r.json()["code"] == "unavailable"
+
+
+def test_a_finished_job_has_decision_sentence_viewer_link_and_preview(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, orthanc_public_url="http://pacs.example:8042/")
+    store = JobStore(tmp_path / "jobs.sqlite")
+    ctx = ApiContext(ModelService(None, settings.tracking_uri()), store, tmp_path / "jobs.sqlite")
+    client = TestClient(create_app(settings, ctx))
+    job = finished_job(store, STUDY_A, tmp_path / "results")
+    pending = store.touch_study(STUDY_B)
+
+    view = client.get(f"/v1/jobs/{job.id}", headers=AUTH).json()
+    assert view["decision"] == "glioma"
+    assert view["sentence"] == "Finding: Glioma (series vote: all 1 assessed series called glioma)."
+    assert view["viewer_url"] == (
+        f"http://pacs.example:8042/ohif/viewer.html?StudyInstanceUIDs={STUDY_A}"
+    )
+    r = client.get(f"/v1/jobs/{job.id}/preview.png", headers=AUTH)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(r.content)) as im:
+        assert im.mode == "RGB" and max(im.size) <= 256
+        rgb = np.asarray(im)
+    assert float((rgb.max(axis=-1).astype(int) - rgb.min(axis=-1)).mean()) > 10  # coloured
+    assert client.get(f"/v1/jobs/{job.id}/preview.png").status_code == 401
+    r = client.get(f"/v1/jobs/{pending.id}/preview.png", headers=AUTH)
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    other = client.get(f"/v1/jobs/{pending.id}", headers=AUTH).json()
+    assert other["decision"] is None and other["sentence"] is None
+
+    plain = TestClient(create_app(make_settings(tmp_path), ctx))
+    assert plain.get(f"/v1/jobs/{job.id}", headers=AUTH).json()["viewer_url"] is None

@@ -422,3 +422,25 @@ def test_the_worker_goes_before_queued_api_requests() -> None:
     for t in [*threads, w]:
         t.join(5)
     assert order[0] == "worker" and sorted(order[1:]) == [f"api{i}" for i in range(4)]
+
+
+def _summary_with_paths(paths: list[Path], out: Path) -> ProcessResult:
+    (out / "sc").mkdir()
+    (out / "sc" / "r.dcm").write_bytes(b"result")
+    return ProcessResult(
+        [out / "sc" / "r.dcm"], {"studies": [{"outputs": [str(out / "sc/r.dcm")]}]}
+    )
+
+
+def test_job_summary_points_at_the_published_results_not_the_partial_folder(
+    store: JobStore, tmp_path: Path
+) -> None:
+    _ready(store)
+    with RunningWorker(store, tmp_path, _summary_with_paths):
+        job = wait_until(
+            lambda: (j := store.get_by_study(STUDY)) and j.state == JobState.RESULTS_READY and j,
+            10, "results",
+        )  # fmt: skip
+    (listed,) = job.summary["studies"][0]["outputs"]
+    assert ".partial" not in listed and Path(listed).is_file()
+    assert listed == job.outputs[0]
