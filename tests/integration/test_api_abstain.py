@@ -8,11 +8,12 @@ glioma slice (PGBM-001, T1 post-contrast) go through the real app and the real m
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from api_support import AUTH, SHARED_DATA, make_app
+from api_support import AUTH, SHARED_DATA, make_app, model_path
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -23,6 +24,7 @@ from dicom_io.reader import read_paths
 from dicom_io.secondary_capture import build_overlays
 from explain.rendering import add_text, overlay
 from plugin.analysis import result_text
+from plugin.commands.cli import main
 from vocabulary.identity import CLASSES
 
 pytestmark = pytest.mark.integration
@@ -112,3 +114,17 @@ def test_a_mid_brain_glioma_slice_keeps_its_class(client: TestClient) -> None:
     assert body["reason"] is None, body["reason"]
     assert body["class"] in CLASSES and body["class"] == body["model_output"]
     assert str(body["sentence"]).startswith("Model output on a single image: ")
+
+
+def test_predict_cli_gives_our_objects_no_class(
+    own_objects: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``brainxai predict`` applies the same refusal as the API (one JSON row per image)."""
+    model = str(model_path())
+    assert main(["predict", "--json", "--model", model, str(own_objects["sc"])]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["results"]
+    assert row["class"] is None and row["trustworthy"] is False
+    assert "our own output" in row["reason"] and row["model_output"] in CLASSES
+    assert row["sentence"] == f"Indeterminate: {row['reason'].rstrip('.')}."
+    assert main(["predict", "--model", model, str(own_objects["sc"])]) == 0
+    assert "model output, not a result" in capsys.readouterr().out
