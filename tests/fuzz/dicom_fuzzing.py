@@ -1291,7 +1291,8 @@ def write_results(series_list: Sequence[Any], out_dir: Path) -> int:
             np.full((series.slices[i].rows, series.slices[i].columns, 3), 40, np.uint8)
             for i in eligible[:2]
         ]
-        text = result_text(ctx.model_name, ctx.model_version, "slice: glioma 0.91 | series: glioma")
+        caption = ["Finding: Glioma (2 of 2 assessed slices).", "slice model output: glioma 0.91"]
+        text = result_text(ctx.model_name, ctx.model_version, caption)
         sc = build_overlays(series, eligible[:2], [add_text(x, text) for x in rgbs], ctx)
         paths += write_datasets(sc, out_dir / "sc")
         rows, cols = series.slices[0].rows, series.slices[0].columns
