@@ -18,6 +18,7 @@ import pytest
 from plugin.commands.cli import main
 from tests.conftest import shared
 from tests.integration.test_dicom_writers import dciodvfy_errors
+from vocabulary.sentence import class_name, study_sentence
 
 pytestmark = pytest.mark.slow  # four real series through the whole analysis: minutes
 
@@ -63,6 +64,24 @@ def test_study_classes_follow_the_rule(analysed: tuple[Path, dict]) -> None:
         se for se in _study(summary, "MRHR FLAIR AX")["series"] if se["sequence"] == "flair"
     )
     assert flair["prediction"]["class"] == "indeterminate"
+    assert flair["sentence"].startswith("Indeterminate: FLAIR series")
+
+
+def test_summary_states_each_decision_in_one_sentence(analysed: tuple[Path, dict]) -> None:
+    """summary.json's ``sentence`` per study and series agrees with the class it states."""
+    _, summary = analysed
+    for st in summary["studies"]:
+        p = st["prediction"]
+        assert st["sentence"] == study_sentence(p["class"], p["reason"])
+        for se in st["series"]:
+            if "prediction" not in se:
+                assert "sentence" not in se
+                continue
+            label = se["prediction"]["class"]
+            start = (
+                "Indeterminate: " if label == "indeterminate" else f"Finding: {class_name(label)} ("
+            )
+            assert se["sentence"].startswith(start), se["sentence"]
 
 
 def test_normal_axial_never_gets_a_tumour_class(tmp_path: Path) -> None:
