@@ -207,4 +207,8 @@ def test_real_pipeline_results_land_in_the_same_study(
     assert sum(len(s["Instances"]) for s in orthanc.series_of(study_id)) == len(files) + len(
         job.outputs
     )
+    (study,) = job.summary["studies"]
+    assert study["sentence"].startswith(("Finding: ", "Indeterminate: "))
+    listed = [*study["outputs"], *(p for se in study["series"] for p in se["outputs"])]
+    assert listed and not [p for p in listed if ".partial" in p]  # the published folder
     store.close()
