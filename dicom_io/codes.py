@@ -33,6 +33,9 @@ PROCEDURE: Code = codes.LN.MRIUnspecifiedBodyRegion  # 25056-3, CID 100
 DEVICE: Code = codes.DCM.Device  # 121007, observer type (CID 270)
 BRAIN: Code = codes.SCT.Brain  # 12738006, finding site
 COMMENT: Code = codes.DCM.Comment  # 121106
+# The decision sentence is a Comment too: a standard concept, and the one TID 1500 viewers
+# (OHIF's dicom-sr extension) print with a measurement group; it comes before the statement.
+DECISION: Code = COMMENT
 FINDING: Code = codes.DCM.Finding  # 121071
 VISUAL_EXPLANATION: Code = codes.DCM.VisualExplanation  # 130401
 INDETERMINATE: Code = codes.SCT.Indeterminate  # 82334004
@@ -46,7 +49,6 @@ CLASS_CODES = {
     label: private(f"BXAI-{label.upper()}", CLASS_NAMES[label])
     for label in ("glioma", "meningioma", "notumor", "pituitary")
 }
-DECISION = private("BXAI-DECISION", "Decision and its reason")
 NOT_ANALYSED = private("BXAI-SKIPPED", "Series not analysed")
 N_SLICES = private("BXAI-NSLICES", "Slices in the series")
 N_ASSESSED = private("BXAI-NASSESSED", "Slices assessed (eligible for the vote)")

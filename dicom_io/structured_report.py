@@ -13,7 +13,8 @@ qualitative findings, references to the images and to our other result objects):
           Tracking Identifier + Tracking UID (TID 4108); Finding (DCM 121071) = class or
           Indeterminate (SCT 82334004); Finding Site = Brain (SCT); Algorithm Name, Version,
           Manufacturer (TID 4019); NUM mean series probability per class (UCUM "1", derivation
-          Mean); TEXT decision sentence; TEXT research statement (DCM 121106 Comment);
+          Mean, the first INFERRED FROM the outline below); TEXT decision sentence and TEXT
+          research statement (both DCM 121106 Comment);
           TEXT one per series not analysed
         Measurement Group "Series <number> <description>"     (one per analysed series)
           Tracking; Finding; Finding Site; Algorithm; IMAGE Source of Measurement (DCM 121112)
@@ -25,6 +26,10 @@ qualitative findings, references to the images and to our other result objects):
           that method; IMAGE "Heatmap overlay image" per Secondary Capture showing it;
           NUM explanation-quality figures (UCUM "1"); CODE heatmap mostly outside the brain
           = Yes/No (SCT), Yes if its mass inside the brain is below 0.5
+
+The first NUM of every group is INFERRED FROM (TID 300/320) a closed outline of the head
+on the deciding slice (dicom_io.finding_region): TID 1500 viewers such as OHIF show a group
+only on the image a SCOORD in it references.
 
 Codes are in dicom_io/codes.py (standard where pydicom's dictionary has one, else the private
 scheme 99BRAINXAI declared in Coding Scheme Identification Sequence). The TEXT items beyond
@@ -56,6 +61,7 @@ from dicom_io.context import (
     mark_research,
     quiet_person_names,
 )
+from dicom_io.finding_region import deciding_series, series_outline
 from dicom_io.sanitise import record, sanitise_source, valid_text
 from dicom_io.series import Series
 from dicom_io.uids import derived_uid, instance_uid, series_uid
@@ -144,21 +150,41 @@ def _probabilities(probs: Mapping[str, float], of_series: bool) -> list[hd.sr.Me
     ]
 
 
+def _located(
+    measurements: Sequence[hd.sr.Measurement], region: hd.sr.CoordinatesForMeasurement
+) -> list[hd.sr.Measurement]:
+    """``measurements`` with ``region`` as INFERRED FROM of the first (TID 300), which is
+    where a viewer finds the image and place of the group (dicom_io.finding_region)."""
+    if not measurements:
+        return []
+    first = measurements[0]
+    located = hd.sr.Measurement(
+        name=first.name,
+        value=first.value,
+        unit=first.unit,
+        derivation=first.derivation,
+        referenced_coordinates=[region],
+    )
+    return [located, *measurements[1:]]
+
+
 def _group(
     r: _Report,
     tracking: hd.sr.TrackingIdentifier,
     finding: Code,
     measurements: Sequence[hd.sr.Measurement],
+    region: hd.sr.CoordinatesForMeasurement,
     extra: Iterable[Dataset] = (),
     **kwargs: Any,
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """A TID 1501 group on the brain with our algorithm; ``extra`` items are appended."""
+    """A TID 1501 group on the brain with our algorithm, located by ``region`` on its first
+    measurement; ``extra`` items are appended."""
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking,
         finding_type=finding,
         finding_sites=[hd.sr.FindingSite(codes.BRAIN)],
         algorithm_id=r.algorithm,
-        measurements=list(measurements) or None,
+        measurements=_located(measurements, region) or None,
         **kwargs,
     )
     group[0].ContentSequence.extend(extra)
@@ -172,6 +198,7 @@ def _study_group(
     reason: str,
     probs: Mapping[str, float],
     skipped: Sequence[SkippedSeries],
+    region: hd.sr.CoordinatesForMeasurement,
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     extra = [
         _text(codes.DECISION, study_sentence(label, reason)),
@@ -183,6 +210,7 @@ def _study_group(
         _tracking("Study result", study_uid, r.ctx, "study"),
         codes.class_code(label),
         _probabilities(probs, of_series=True),
+        region,
         extra,
     )
 
@@ -220,6 +248,7 @@ def _series_group(
         _tracking(_series_name(series), series.series_instance_uid, r.ctx, "series"),
         codes.class_code(decision.label),
         [*_probabilities(decision.probabilities, of_series=False), *counts],
+        series_outline(series, decision),
         [_text(codes.DECISION, series_sentence(decision))],
         source_images=sources or None,
     )
@@ -235,6 +264,7 @@ def _explanation_group(
     method: str,
     values: Mapping[str, float],
     objects: Sequence[ResultObject],
+    region: hd.sr.CoordinatesForMeasurement,
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     measurements = [
         _measurement(codes.metric_code(name), float(value))
@@ -269,6 +299,7 @@ def _explanation_group(
         _tracking(name, series.series_instance_uid, r.ctx, f"xai-{method}"),
         codes.VISUAL_EXPLANATION,
         measurements,
+        region,
         overlays,
         method=codes.method_code(method),
         qualitative_evaluations=evaluations or None,
@@ -321,13 +352,20 @@ def build_report(
         name=ctx.algorithm_name, version=ctx.model_version, manufacturer=ctx.manufacturer
     )
     r = _Report(ctx, algorithm)
-    groups = [_study_group(r, study_uid, study_label, study_reason, study_probs, skipped)]
+    decider = deciding_series(decisions, study_label)
+    study_region = series_outline(series_list[decider], decisions[decider])
+    groups = [
+        _study_group(r, study_uid, study_label, study_reason, study_probs, skipped, study_region)
+    ]
     for s, d in zip(series_list, decisions, strict=True):
         groups.append(_series_group(r, s, d))
         objects = results.get(s.series_instance_uid, ())
         values = metrics.get(s.series_instance_uid, {})
+        region = series_outline(s, d)
         for method in dict.fromkeys([*values, *(o.method for o in objects)]):
-            groups.append(_explanation_group(r, s, method, values.get(method, {}), objects))
+            groups.append(
+                _explanation_group(r, s, method, values.get(method, {}), objects, region)
+            )
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(ctx),
         procedure_reported=codes.PROCEDURE,

@@ -204,10 +204,8 @@ def test_study_group_states_the_decision_and_its_reason(read: Read) -> None:
     assert study.tracking_uid.startswith("2.25.")
     assert study.finding_type.value == codes.CLASS_CODES["glioma"].value
     assert study.finding_sites[0].value.value == std.SCT.Brain.value
-    assert texts(study, codes.DECISION) == [
-        "Finding: Glioma (series vote: 1 of 2 series called glioma)."
-    ]
-    (statement,) = texts(study, codes.COMMENT)
+    sentence, statement = texts(study, codes.COMMENT)  # DECISION is a Comment, listed first
+    assert sentence == "Finding: Glioma (series vote: 1 of 2 series called glioma)."
     assert "NOT FOR DIAGNOSIS" in statement and CTX.model_version in statement
     (skipped,) = texts(study, codes.NOT_ANALYSED)
     assert skipped == f"{ROOT}.6: localizer (ImageType LOCALIZER)"
@@ -299,3 +297,31 @@ def test_decision_sentences() -> None:
         "Finding: No tumour found (series vote: all 2 assessed series called notumor)."
     )
     assert study_sentence("indeterminate", "series disagree.") == "Indeterminate: series disagree."
+
+
+def test_every_group_is_located_on_its_deciding_slice(built: Built, read: Read) -> None:
+    """OHIF shows a TID 1500 group only on the image a SCOORD in it references: the first
+    measurement of each group is INFERRED FROM a closed outline on the series' deciding slice
+    (equal probabilities here: the first assessed slice, index 2; the uniform test pixels
+    give the whole 16 x 16 image as the outline)."""
+    _, report = read
+    groups = groups_by_name(report)
+    expected = {
+        "Study result": built.first.slices[2],
+        "Series 4 T1 AX 4": built.first.slices[2],
+        "Series 5 T1 AX 5": built.second.slices[2],
+        "Grad-CAM explanation of Series 4 T1 AX 4": built.first.slices[2],
+    }
+    for name, sl in expected.items():
+        first, *rest = groups[name].get_measurements()
+        (region,) = first.referenced_coordinates
+        assert region.relationship_type == hd.sr.RelationshipTypeValues.INFERRED_FROM
+        assert region.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
+        data = region.value
+        assert data.tolist() == [[0, 0], [16, 0], [16, 16], [0, 16], [0, 0]]
+        ref = region.ContentSequence[0].ReferencedSOPSequence[0]
+        assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (
+            MR,
+            sl.sop_instance_uid,
+        ), name
+        assert all(not m.referenced_coordinates for m in rest)
