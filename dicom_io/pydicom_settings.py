@@ -6,14 +6,17 @@ then be written to the logs, which must never hold patient data; the checks also
 about a fifth of the C-STORE receiver's CPU time. brainxai validates what it relies on
 itself (UIDs, geometry, pixel data) and checks the objects it writes with dciodvfy in the
 tests, so value validation is switched off (``IGNORE``) for reading and writing.
+
+pydicom is imported when the settings are applied, not with this module: the CLI imports
+this module to start up, and ``brainxai --help`` does not need pydicom.
 """
 
 from __future__ import annotations
 
-from pydicom import config
-
 
 def configure_pydicom() -> None:
     """Switch off pydicom's per-value validation warnings (see the module docstring)."""
+    from pydicom import config  # slow to import; only when applied (module docstring)
+
     config.settings.reading_validation_mode = config.IGNORE
     config.settings.writing_validation_mode = config.IGNORE

@@ -363,9 +363,7 @@ def build_report(
         values = metrics.get(s.series_instance_uid, {})
         region = series_outline(s, d)
         for method in dict.fromkeys([*values, *(o.method for o in objects)]):
-            groups.append(
-                _explanation_group(r, s, method, values.get(method, {}), objects, region)
-            )
+            groups.append(_explanation_group(r, s, method, values.get(method, {}), objects, region))
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(ctx),
         procedure_reported=codes.PROCEDURE,

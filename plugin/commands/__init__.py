@@ -1,1 +1,2 @@
-"""CLI subcommands: each module has NAME, HELP, add_arguments(parser) and run(args)."""
+"""CLI subcommands: each module has add_arguments(parser) and run(args); names and help
+are in cli.COMMANDS (a module is imported only when its command runs)."""

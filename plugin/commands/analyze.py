@@ -24,9 +24,6 @@ from inference.registry import load_model
 from plugin.pipeline import PipelineOptions, analyze_paths
 from plugin.settings import load_settings
 
-NAME = "analyze"
-HELP = "classify and explain DICOM studies offline; writes SC/PM/SR objects and summary.json"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", type=Path, help="DICOM files or folders")

@@ -13,9 +13,6 @@ from plugin.service.orthanc_client import OrthancClient, OrthancOptions
 from plugin.settings import load_settings
 from vocabulary.errors import InputError, NetworkError
 
-NAME = "demo"
-HELP = "Upload a study to Orthanc, wait until brainxai's results arrive and print the timings."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", type=Path, required=True, help="folder of DICOM files")

@@ -16,9 +16,6 @@ from inference.preprocessing import preprocess
 from inference.registry import load_model
 from plugin.settings import load_settings
 
-NAME = "evaluate"
-HELP = "evaluate a model on DIR/<class>/*.jpg and write metrics JSON"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path)

@@ -23,8 +23,6 @@ from plugin.pipeline import PipelineOptions, analyze_paths
 from plugin.settings import load_settings
 from vocabulary.errors import BrainxaiError
 
-NAME = "evaluate-studies"
-HELP = "run analyze on labelled studies (labels.csv: path,expected[,split]) and total the outcomes"
 log = logging.getLogger(__name__)
 
 

@@ -32,11 +32,6 @@ from plugin.settings import load_settings
 from plugin.sniff import load_any_image
 from vocabulary.errors import InputError
 
-NAME = "explain"
-HELP = (
-    "explain predictions of PNG/JPEG/DICOM files: overlays, raw 16-bit maps and a JSON with "
-    "metrics (research use only, not for diagnosis)"
-)
 BANNER = "RESEARCH USE — NOT FOR DIAGNOSIS"
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,6 @@ from plugin.analysis import classify_and_explain, measure_quality, prepare, stac
 from plugin.commands.explain import BANNER, load_classifier
 from vocabulary.errors import InputError
 
-NAME = "explain-eval"
-HELP = "aggregate explanation-quality metrics over a labelled folder (one subfolder per class)"
 log = logging.getLogger(__name__)
 
 

@@ -23,9 +23,6 @@ from inference.scope import fit_scope
 from inference.storage import is_remote, local_path, store_file
 from inference.training import preprocess_images
 
-NAME = "fit-scope"
-HELP = "fit the out-of-scope detector (skull base, vertex, head edges) into a model bundle"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="bundle file, s3:// or gs:// URI")

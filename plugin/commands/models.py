@@ -10,9 +10,6 @@ from plugin.model_service import ModelService
 from plugin.settings import load_settings
 from vocabulary.identity import MODEL_NAME
 
-NAME = "models"
-HELP = f"list the MLflow registered versions of {MODEL_NAME} (aliases, validation accuracy)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default from settings)")

@@ -15,9 +15,6 @@ from plugin.sniff import load_images
 from vocabulary.errors import InputError
 from vocabulary.sentence import image_sentence
 
-NAME = "predict"
-HELP = "classify PNG/JPEG/DICOM files (research use only, not for diagnosis)"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", type=Path)

@@ -33,9 +33,6 @@ from inference.real_volumes import (
 from vocabulary.errors import InputError
 from vocabulary.identity import CLASSES
 
-NAME = "real-slices"
-HELP = "cut labelled slices from real MR volumes (masks + study class) for training"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--volumes", required=True, type=Path, help="folder laid out as shared volumes/")

@@ -9,9 +9,6 @@ from pathlib import Path
 from plugin.service.wiring import Service
 from plugin.settings import load_settings
 
-NAME = "serve"
-HELP = "Run the Orthanc plugin service: DICOM node, worker, delivery and HTTP API."
-
 log = logging.getLogger(__name__)
 
 

@@ -12,9 +12,6 @@ from inference.training import TrainOptions, train
 from plugin.settings import load_settings
 from vocabulary.identity import CLASSES
 
-NAME = "train"
-HELP = "train the classifier on DIR/<class>/*.jpg; logs to MLflow and registers the model"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="folder with one subfolder per class")

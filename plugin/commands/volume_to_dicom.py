@@ -14,9 +14,6 @@ from pathlib import Path
 from dicom_io.volume_export import VolumeSeriesOptions, export_volume
 from inference.real_volumes import PLANES, load_ras, plane_length, plane_slice, scanner_like
 
-NAME = "volume-to-dicom"
-HELP = "write a NIfTI volume as a DICOM MR series (one plane) for evaluate-studies"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("nifti", type=Path, help="volume (.nii or .nii.gz)")

@@ -11,12 +11,6 @@ from pathlib import Path
 from plugin.service.distributed.analysis_worker import run_worker
 from plugin.settings import load_settings
 
-NAME = "worker"
-HELP = (
-    "Run a distributed analysis worker: take study jobs from RabbitMQ, fetch the instances "
-    "from Orthanc, analyse, deliver (needs BRAINXAI_BROKER_URL and BRAINXAI_DATABASE_URL)."
-)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML/JSON settings file (BRAINXAI_CONFIG)")

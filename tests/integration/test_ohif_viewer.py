@@ -26,6 +26,7 @@ import pytest
 from conftest import ARTIFACTS, REPO, OrthancProcess, free_port, study_dir
 from PIL import Image
 
+from dicom_io.codes import class_name
 from plugin.commands.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -148,20 +149,25 @@ def test_sc_overlay_is_shown(page: Any) -> None:
     assert count >= 2000, f"SC overlay not rendered: {count} coloured pixels"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="passes with today's Comprehensive SR, which OHIF renders as text; that OHIF shows "
-    "the finding of the TID 1500 report (branch sr-tid1500) is not verified on this branch",
-)
+VIEWPORT_TEXT = """() => document.body.innerText + " " + Array.from(
+    document.querySelectorAll("svg text")).map(t => t.textContent).join(" ")"""
+
+
 def test_sr_finding_is_shown(page: Any, processed: Processed) -> None:
-    before = page.inner_text("body").lower()
+    """OHIF's TID 1500 viewport places each measurement group on the image its SCOORD
+    references (dicom_io.finding_region) and prints the group's Comments, the first being
+    the decision sentence: the study's finding must appear where it did not before."""
+    finding = class_name(processed.prediction).lower()
+    before = str(page.evaluate(VIEWPORT_TEXT)).lower().count(finding)
     page.wait_for_selector('text="SR"', timeout=30_000)
     page.dblclick('text="SR"')  # OHIF's SR viewport
-    finding = processed.prediction.lower()
     page.wait_for_function(
-        "([c, n]) => document.body.innerText.toLowerCase().split(c).length - 1 > n",
-        arg=[finding, before.count(finding)],
+        f"([c, n]) => ({VIEWPORT_TEXT})().toLowerCase().split(c).length - 1 > n",
+        arg=[finding, before],
         timeout=60_000,
-    )  # the SR's finding now shows where it did not before
+    )
+    page.wait_for_selector(".cornerstone-canvas", timeout=30_000)  # the referenced MR slice
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ohif_sr.png"))
+    outlines = page.locator("svg.svg-layer polyline").count()  # cornerstone3D annotation layer
+    assert outlines > 0, "the SR's outline is not drawn on the slice"
