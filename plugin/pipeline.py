@@ -57,7 +57,7 @@ from vocabulary.sentence import series_sentence, slice_output_text, study_senten
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
+Progress = Callable[[Series], None]  # called when a series has been analysed
 
 
 @dataclass(frozen=True)
@@ -407,8 +407,6 @@ def analyze_study(
     study = StudyAnalysis(study_uid, [])
     t0 = time.perf_counter()
     for series in series_list:
-        if progress:
-            progress(series.series_instance_uid)
         try:
             result = analyze_series(series, clf, rules, opts)
         except (BrainxaiError, ValueError, RuntimeError) as exc:
@@ -417,6 +415,8 @@ def analyze_study(
             log.warning("series %s: analysis failed: %s", series.series_instance_uid, reason)
             result = SeriesAnalysis(series, False, f"analysis failed: {reason}")
         study.series.append(result)
+        if progress:
+            progress(series)
     t1 = time.perf_counter()
     for result in study.series:
         # Each object kind is written on its own: a failure is recorded, the rest go out.
@@ -520,18 +520,22 @@ def analyze_paths(
     opts: PipelineOptions | None = None,
     progress: Progress | None = None,
     isolate_studies: bool = False,
+    on_read: Callable[[Sequence[Series]], None] | None = None,
 ) -> dict[str, Any]:
     """Read DICOM files/folders, analyse every study, return the JSON-ready summary.
 
     With ``isolate_studies`` (``brainxai analyze``) a study that fails is in the summary with
     its one-line ``error`` and the others go on; without it (the service: one job, one study)
-    the failure is raised, so the job fails with it.
+    the failure is raised, so the job fails with it. ``on_read`` is given every series read
+    before the first is analysed (``progress`` then follows each one: a progress bar's total).
     """
     o = opts or PipelineOptions()
     read: ReadResult = read_paths(list(paths))
     by_study: dict[str, list[Series]] = {}
     for s in read.series:
         by_study.setdefault(s.study_instance_uid, []).append(s)
+    if on_read:
+        on_read(read.series)
     studies = [
         _study_or_error(series, clf, out_dir, o, progress)
         if isolate_studies

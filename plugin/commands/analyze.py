@@ -17,15 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
+from dicom_io.series import Series
 from explain.attribution import parse_methods
 from inference.registry import load_model
+from plugin.commands.progress_bar import add_quiet, progress_bar
 from plugin.pipeline import PipelineOptions, analyze_paths
 from plugin.settings import load_settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_quiet(p)
     p.add_argument("paths", nargs="+", type=Path, help="DICOM files or folders")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--methods", default="gradcam,saliency", help="explanation methods")
@@ -48,11 +49,11 @@ def run(args: argparse.Namespace) -> int:
         rules_path=args.rules or settings.selection_rules,
         float_maps=args.float_maps,
     )
-    bar = tqdm(desc="series", unit="series")
-    summary = analyze_paths(
-        args.paths, clf, args.out, opts, lambda _uid: bar.update(), isolate_studies=True
-    )
-    bar.close()
+    with progress_bar(0, "slice", "analyze", args.quiet) as bar:
+        progress = SliceProgress(bar)
+        summary = analyze_paths(
+            args.paths, clf, args.out, opts, progress, isolate_studies=True, on_read=progress.start
+        )
     summary["failed_inputs"] = unreadable_inputs(args.paths, summary["rejected"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -62,6 +63,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"brainxai: {failed} failure(s); see {args.out / 'summary.json'}", file=sys.stderr)
         return 1
     return 0
+
+
+class SliceProgress:
+    """Slices analysed out of all slices read (a series counts when it is done)."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.series = 0
+        self.total_series = 0
+
+    def start(self, series: Sequence[Series]) -> None:
+        self.bar.reset(total=sum(len(s) for s in series))
+        self.total_series = len(series)
+
+    def __call__(self, series: Series) -> None:
+        self.series += 1
+        self.bar.set_postfix_str(f"series {self.series}/{self.total_series}", refresh=False)
+        self.bar.update(len(series))
 
 
 def report(summary: dict[str, Any]) -> int:

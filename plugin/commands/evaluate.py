@@ -7,17 +7,18 @@ import json
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from inference.bundle import Classifier
 from inference.classification_metrics import classification_metrics
 from inference.dataset import LabelledImage, list_images, load_image, repeat_training_split
 from inference.preprocessing import preprocess
 from inference.registry import load_model
+from plugin.commands.progress_bar import add_quiet, progress_bar
 from plugin.settings import load_settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_quiet(p)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="metrics JSON file")
     p.add_argument("--model", help="weights file or models:/ URI (default: bundled model)")
@@ -51,10 +52,12 @@ def run(args: argparse.Namespace) -> int:
     items = _selected(list_images(args.data, clf.meta.classes), clf, args)
     cfg = clf.meta.preprocess
     probs = []
-    for start in tqdm(range(0, len(items), args.batch_size), desc="evaluate", unit="batch"):
-        chunk = items[start : start + args.batch_size]
-        batch = np.stack([preprocess(load_image(i.path), cfg).image for i in chunk])
-        probs.append(clf.predict(batch).probs)
+    with progress_bar(len(items), "image", "evaluate", args.quiet) as bar:
+        for start in range(0, len(items), args.batch_size):
+            chunk = items[start : start + args.batch_size]
+            batch = np.stack([preprocess(load_image(i.path), cfg).image for i in chunk])
+            probs.append(clf.predict(batch).probs)
+            bar.update(len(chunk))
     p = np.concatenate(probs)
     labels = np.array([i.label for i in items])
     metrics = classification_metrics(labels, p, clf.meta.classes)

@@ -22,12 +22,14 @@ from inference.bundle import Classifier
 from inference.dataset import LabelledImage, list_images, load_image, repeat_training_split
 from plugin.analysis import classify_and_explain, measure_quality, prepare, stack
 from plugin.commands.explain import BANNER, load_classifier
+from plugin.commands.progress_bar import add_quiet, progress_bar
 from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_quiet(p)
     p.add_argument("--data", type=Path, required=True, help="folder with <class>/ subfolders")
     p.add_argument("--methods", default="gradcam,gradcampp,saliency", help=f"of {METHODS}")
     p.add_argument("--limit", type=int, default=0, help="images per class (0 = all)")
@@ -112,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     n_probe = min(max(0, args.randomisation_images), len(items))
     probe_at = set(np.random.default_rng(args.seed).permutation(len(items))[:n_probe].tolist())
     bs = max(1, args.batch_size)
+    bar = progress_bar(len(items), "image", "explain-eval", args.quiet)
     for start in range(0, len(items), bs):
         batch = items[start : start + bs]
         pres = prepare(clf, [load_image(it.path) for it in batch])
@@ -135,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
                     maps[m].normalised[i],
                 )
         probe += [(images[i], int(pred[i])) for i in range(len(batch)) if start + i in probe_at]
-        log.info("explained %d/%d images", min(start + bs, len(items)), len(items))
+        bar.update(len(batch))
+        log.debug("explained %d/%d images", min(start + bs, len(items)), len(items))
+    bar.close()
     corr = _randomisation(clf, methods, probe)
     report = {
         "model": {"name": clf.meta.name, "version": clf.version},
