@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from inference.bundle import Classifier
 from inference.registry import load_model
 from inference.scope_gate import out_of_scope_reason
 from plugin.analysis import classify, prepare
 from plugin.settings import load_settings
-from plugin.sniff import load_images
+from plugin.sniff import LoadedImage, load_images
 from vocabulary.errors import InputError
 from vocabulary.sentence import image_sentence
 
@@ -23,24 +25,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Every file is read before the model is loaded, so a missing or unreadable file is
+    reported at once (and alone: no model is loaded when no file can be read)."""
+    inputs: list[tuple[Path, list[LoadedImage] | str]] = []
+    for path in args.files:
+        try:
+            inputs.append((path, load_images(path)))
+        except InputError as exc:
+            inputs.append((path, str(exc)))
+    failed = sum(isinstance(images, str) for _, images in inputs)
+    if failed == len(inputs):
+        for path, error in inputs:
+            print(f"brainxai predict: {path}: {error}", file=sys.stderr)
+        return 1
     settings = load_settings()
     clf = load_model(args.model, settings.tracking_uri())
     rows: list[dict[str, Any]] = []
-    failed = 0
-    for path in args.files:
-        try:
-            loaded = load_images(path)
-        except InputError as exc:
-            rows.append({"file": str(path), "error": str(exc)})
-            failed += 1
-            continue
-        images = [item.pixels for item in loaded]
-        prepared = prepare(clf, images)
-        pred = classify(clf, prepared)
-        for k in range(len(pred.probs)):
-            name = str(path) if len(pred.probs) == 1 else f"{path}[{k}]"
-            why = loaded[k].refusal or out_of_scope_reason(images[k], prepared[k], pred, k, clf)
-            rows.append(_row(name, clf, pred, k, why))
+    for path, loaded in inputs:
+        if isinstance(loaded, str):
+            rows.append({"file": str(path), "error": loaded})
+        else:
+            rows += _classified(clf, path, loaded)
     out = {"model": {"name": clf.meta.name, "version": clf.version}, "results": rows}
     if args.json:
         print(json.dumps(out, indent=2))
@@ -54,6 +59,19 @@ def run(args: argparse.Namespace) -> int:
                 label = "model output, not a result" if r["class"] is None else "model output"
                 print(f"{r['file']}: {r['sentence']}  ({label}: {probs_txt})")
     return 1 if failed else 0
+
+
+def _classified(clf: Classifier, path: Path, loaded: list[LoadedImage]) -> list[dict[str, Any]]:
+    """One row per image of ``path`` (several for a multi-frame file)."""
+    images = [item.pixels for item in loaded]
+    prepared = prepare(clf, images)
+    pred = classify(clf, prepared)
+    rows = []
+    for k in range(len(pred.probs)):
+        name = str(path) if len(pred.probs) == 1 else f"{path}[{k}]"
+        why = loaded[k].refusal or out_of_scope_reason(images[k], prepared[k], pred, k, clf)
+        rows.append(_row(name, clf, pred, k, why))
+    return rows
 
 
 def _row(name: str, clf: Any, pred: Any, k: int, why: str | None) -> dict[str, Any]:
