@@ -101,7 +101,7 @@ local function IsOriginalMrInstance(tags, metadata)
   return MR_STORAGE[metadata['SopClassUid'] or tags['SOPClassUID'] or ''] == true
 end
 
-local function SubmitStore(resources, studyId, counts, what)
+local function SubmitStore(resources, studyId, counts, what, retries)
   local body = DumpJson({ Resources = resources, Synchronous = false }, true)
   local answer = RestApiPost('/modalities/' .. TARGET .. '/store', body)
   if answer == nil then
@@ -109,8 +109,8 @@ local function SubmitStore(resources, studyId, counts, what)
     return nil
   end
   local jobId = ParseJson(answer)['ID']
-  pending[jobId] = { study = studyId, counts = counts, retries = 0, submitted = os.time(),
-                     what = what }
+  pending[jobId] = { study = studyId, counts = counts, retries = retries or 0,
+                     submitted = os.time(), what = what, resources = resources }
   print('brainxai routing: sending ' .. what .. ' of study ' .. studyId .. ' to ' .. TARGET
         .. ' (job ' .. jobId .. ')')
   return jobId
@@ -176,8 +176,13 @@ function OnJobFailure(jobId)
   end
   job.submitted = os.time()
   if RestApiPost('/jobs/' .. jobId .. '/resubmit', '{}') == nil then
+    -- The failed job may have left Orthanc's jobs history (JobsHistorySize, 10 by default:
+    -- per-instance routing finishes many jobs meanwhile). Send its resources again as a new
+    -- job, keeping the retry count, so that no instance is left behind.
     pending[jobId] = nil
-    print('brainxai routing: store of study ' .. job.study .. ' to ' .. TARGET
-          .. ' could not be re-submitted (job ' .. jobId .. ')')
+    if SubmitStore(job.resources, job.study, job.counts, job.what, job.retries) == nil then
+      print('brainxai routing: store of study ' .. job.study .. ' to ' .. TARGET
+            .. ' could not be re-submitted (job ' .. jobId .. ')')
+    end
   end
 end

@@ -109,3 +109,4 @@ def test_a_refused_instance_is_sent_again(
         service.stop()
     assert job is not None
     assert "given up" not in log.read_text()
+    assert "could not be re-submitted" not in log.read_text()
