@@ -333,7 +333,11 @@ def test_worker_killed_mid_study_is_redelivered_and_results_appear_once(
 
 
 def test_broker_restart_during_a_burst_loses_no_job(cluster: Cluster) -> None:
-    cluster.keep_workers_up()
+    # 3 s of extra work per study: 6 studies on 2 workers take at least 9 s, so the
+    # broker restarts mid-burst however fast the machine is (CI once finished it first)
+    for worker in cluster.workers:
+        worker.stop()
+        worker.start(BRAINXAI_TEST_DELAY="3")
     studies = [cluster.make_study(f"burst{i}") for i in range(6)]
     for _, files in studies:
         cluster.orthanc.upload(files)
@@ -349,6 +353,9 @@ def test_broker_restart_during_a_burst_loses_no_job(cluster: Cluster) -> None:
     assert all(w.alive() for w in cluster.workers)
     handled = [w.health() or {} for w in cluster.workers]
     assert all(h.get("handled", 0) >= 1 for h in handled), handled
+    for worker in cluster.workers:  # back to plain workers for the next test
+        worker.stop()
+        worker.start()
 
 
 def test_poison_study_goes_to_dead_letter_and_blocks_nobody(cluster: Cluster) -> None:
