@@ -9,6 +9,7 @@ importing any of them; only the module of the command being run (or asked for it
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
@@ -31,6 +32,9 @@ class Command:
     name: str
     help: str
     stem: str = ""  # the module's name when it is not the command's (dashes as underscores)
+    #: a light module read first: it has ``add_arguments`` and ``read_inputs(args)``, which
+    #: returns an exit code or the inputs given to ``run(args, inputs)`` of the heavy module
+    inputs: str = ""
 
     @property
     def module(self) -> str:
@@ -39,12 +43,24 @@ class Command:
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
 
+    def load_inputs(self) -> ModuleType:
+        return importlib.import_module(f"{PACKAGE}.{self.inputs}")
+
+
+def _staged(cmd: Command, light: ModuleType, args: argparse.Namespace) -> int:
+    """Read the inputs with the light module; import the heavy one only if that succeeded."""
+    inputs = light.read_inputs(args)
+    if isinstance(inputs, int):
+        return inputs
+    return int(cmd.load().run(args, inputs))
+
 
 COMMANDS: tuple[Command, ...] = (
     Command("train", "train the classifier on DIR/<class>/*.jpg; logs to MLflow and registers "
             "the model"),
     Command("evaluate", "evaluate a model on DIR/<class>/*.jpg and write metrics JSON"),
-    Command("predict", "classify PNG/JPEG/DICOM files (research use only, not for diagnosis)"),
+    Command("predict", "classify PNG/JPEG/DICOM files (research use only, not for diagnosis)",
+            inputs="predict_inputs"),
     Command("explain", "explain predictions of PNG/JPEG/DICOM files: overlays, raw 16-bit maps "
             "and a JSON with metrics (research use only, not for diagnosis)"),
     Command("explain-eval", "aggregate explanation-quality metrics over a labelled folder (one "
@@ -92,7 +108,11 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in COMMANDS:
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-        if cmd.name == selected:
+        if cmd.name == selected and cmd.inputs:
+            light = cmd.load_inputs()
+            light.add_arguments(p)
+            p.set_defaults(_run=functools.partial(_staged, cmd, light))
+        elif cmd.name == selected:
             mod = cmd.load()
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)

@@ -1,10 +1,10 @@
-"""brainxai predict: class and probabilities for PNG/JPEG and DICOM files."""
+"""brainxai predict: class and probabilities for PNG/JPEG and DICOM files (the files were
+read first by plugin.commands.predict_inputs)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,32 +12,15 @@ from inference.bundle import Classifier
 from inference.registry import load_model
 from inference.scope_gate import out_of_scope_reason
 from plugin.analysis import classify, prepare
+from plugin.commands.predict_inputs import Inputs
 from plugin.settings import load_settings
-from plugin.sniff import LoadedImage, load_images
-from vocabulary.errors import InputError
+from plugin.sniff import LoadedImage
 from vocabulary.sentence import image_sentence
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--model", help="weights file or models:/ URI (default: bundled model)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Every file is read before the model is loaded, so a missing or unreadable file is
-    reported at once (and alone: no model is loaded when no file can be read)."""
-    inputs: list[tuple[Path, list[LoadedImage] | str]] = []
-    for path in args.files:
-        try:
-            inputs.append((path, load_images(path)))
-        except InputError as exc:
-            inputs.append((path, str(exc)))
+def run(args: argparse.Namespace, inputs: Inputs) -> int:
+    """Classify the images of the files that could be read; exit 1 if any could not."""
     failed = sum(isinstance(images, str) for _, images in inputs)
-    if failed == len(inputs):
-        for path, error in inputs:
-            print(f"brainxai predict: {path}: {error}", file=sys.stderr)
-        return 1
     settings = load_settings()
     clf = load_model(args.model, settings.tracking_uri())
     rows: list[dict[str, Any]] = []
