@@ -15,7 +15,8 @@ the prediction comes first and the maps explain its class (or the fixed one).
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,45 @@ def classify_and_explain(
     pred = clf.predict(images)
     targets = pred.probs.argmax(axis=1) if target is None else np.full(len(images), target)
     return pred, explain(clf.net, images, list(methods), targets, options)
+
+
+def classify_and_explain_in_parts(
+    clf: Classifier,
+    images: NDArray[np.float32],
+    methods: Sequence[str],
+    part: int,
+    on_part: Callable[[int], None],
+) -> tuple[Prediction, dict[str, Attribution]]:
+    """``classify_and_explain`` over ``part`` slices at a time, ``on_part(slices done)`` after
+    each (a progress bar). The results are those of one call: every map is normalised on
+    its own and the network runs in eval mode, so nothing depends on the other slices."""
+    preds: list[Prediction] = []
+    parts: list[dict[str, Attribution]] = []
+    for s in range(0, len(images), part):
+        pred, maps = classify_and_explain(clf, images[s : s + part], methods)
+        preds.append(pred)
+        parts.append(maps)
+        on_part(min(s + part, len(images)))
+    joined = {f.name: _joined([getattr(p, f.name) for p in preds]) for f in fields(Prediction)}
+    return Prediction(**joined), {m: _joined_maps([a[m] for a in parts]) for m in parts[0]}
+
+
+def _joined_maps(parts: Sequence[Attribution]) -> Attribution:
+    return Attribution(
+        parts[0].method,
+        np.concatenate([a.raw for a in parts]),
+        np.concatenate([a.normalised for a in parts]),
+        np.concatenate([a.targets for a in parts]),
+        logits=_joined([a.logits for a in parts]),
+        pooled=_joined([a.pooled for a in parts]),
+    )
+
+
+def _joined(arrays: Sequence[NDArray[Any] | None]) -> Any:
+    """The parts' arrays end to end; None when a part has none (e.g. no scope detector)."""
+    if any(a is None for a in arrays):
+        return None
+    return np.concatenate([a for a in arrays if a is not None])
 
 
 def quality_options(clf: Classifier, steps: int) -> QualityOptions:

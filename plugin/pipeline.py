@@ -43,6 +43,7 @@ from inference.preprocessing import Preprocessed
 from plugin.analysis import (
     METHOD_LABELS,
     classify_and_explain,
+    classify_and_explain_in_parts,
     display_image,
     measure_quality,
     prepare,
@@ -57,7 +58,10 @@ from vocabulary.sentence import series_sentence, slice_output_text, study_senten
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[Series], None]  # called when a series has been analysed
+#: called with a series and how many of its slices are done: after each part of
+#: PROGRESS_PART slices, and with all of them when the series is done (or skipped)
+Progress = Callable[[Series, int], None]
+PROGRESS_PART = 16
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,11 @@ class StudyAnalysis:
 
 
 def analyze_series(
-    series: Series, clf: Classifier, rules: SelectionRules, opts: PipelineOptions
+    series: Series,
+    clf: Classifier,
+    rules: SelectionRules,
+    opts: PipelineOptions,
+    progress: Progress | None = None,
 ) -> SeriesAnalysis:
     """Select, classify and explain one series (no writing)."""
     sel = select_series(series, rules)
@@ -111,7 +119,13 @@ def analyze_series(
         return result
     result.prepared = prepare(clf, [s.pixels for s in series.slices])
     images = stack(result.prepared)
-    pred, attributions = classify_and_explain(clf, images, opts.methods)
+    if progress is None:
+        pred, attributions = classify_and_explain(clf, images, opts.methods)
+    else:
+        done = partial(progress, series)
+        pred, attributions = classify_and_explain_in_parts(
+            clf, images, opts.methods, PROGRESS_PART, done
+        )
     result.prediction = pred
     cam = attributions.get("gradcam") or attributions.get("gradcampp")
     evidence = slice_evidence(series, result.prepared, pred, clf)
@@ -408,7 +422,7 @@ def analyze_study(
     t0 = time.perf_counter()
     for series in series_list:
         try:
-            result = analyze_series(series, clf, rules, opts)
+            result = analyze_series(series, clf, rules, opts, progress)
         except (BrainxaiError, ValueError, RuntimeError) as exc:
             # A series we cannot analyse is recorded with the reason; the study goes on.
             reason = failure_reason(exc)  # one line, no source values or paths
@@ -416,7 +430,7 @@ def analyze_study(
             result = SeriesAnalysis(series, False, f"analysis failed: {reason}")
         study.series.append(result)
         if progress:
-            progress(series)
+            progress(series, len(series))
     t1 = time.perf_counter()
     for result in study.series:
         # Each object kind is written on its own: a failure is recorded, the rest go out.

@@ -66,21 +66,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 class SliceProgress:
-    """Slices analysed out of all slices read (a series counts when it is done)."""
+    """Slices analysed out of all slices read: the bar moves after each part of a series
+    (plugin.pipeline.PROGRESS_PART slices) and shows which series of how many."""
 
     def __init__(self, bar: Any) -> None:
         self.bar = bar
         self.series = 0
         self.total_series = 0
+        self.current: Series | None = None
+        self.done = 0  # slices of the current series already counted
 
     def start(self, series: Sequence[Series]) -> None:
         self.bar.reset(total=sum(len(s) for s in series))
         self.total_series = len(series)
 
-    def __call__(self, series: Series) -> None:
-        self.series += 1
-        self.bar.set_postfix_str(f"series {self.series}/{self.total_series}", refresh=False)
-        self.bar.update(len(series))
+    def __call__(self, series: Series, done: int) -> None:
+        if series is not self.current:
+            self.current, self.done = series, 0
+            self.series += 1
+            self.bar.set_postfix_str(f"series {self.series}/{self.total_series}", refresh=False)
+        self.bar.update(done - self.done)
+        self.done = done
 
 
 def report(summary: dict[str, Any]) -> int:

@@ -31,9 +31,11 @@ def test_analyze_counts_slices_over_all_series() -> None:
     first, second = series(3), series(5)
     progress.start([first, second])
     assert bar.total == 8
-    progress(first)
+    progress(first, 2)  # a part of the first series
+    assert (bar.n, progress.series) == (2, 1)
+    progress(first, 3)  # the first series done
     assert (bar.n, progress.series) == (3, 1)
-    progress(second)
+    progress(second, 5)
     bar.close()
     assert bar.n == 8
     assert "8/8" in out.getvalue() and "series 2/2" in out.getvalue()
