@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -37,6 +38,7 @@ from inference.model import build_network
 from inference.ood import fit_feature_distance, with_threshold
 from inference.precision import bf16_fast
 from inference.preprocessing import PreprocessConfig, preprocess
+from vocabulary.errors import ModelError
 from vocabulary.identity import CLASSES, MODEL_NAME
 
 log = logging.getLogger(__name__)
@@ -138,8 +140,12 @@ def _logits_and_features(
 
 
 def _weights_of(path: Path) -> dict[str, torch.Tensor]:
-    """Model weights from a training checkpoint or a bundle, as float32."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    """Model weights from a training checkpoint or a bundle, as float32 (loaded with
+    ``weights_only=True``: a file from a bucket or elsewhere cannot run code)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(f"{path} is not a plain weights file (it holds objects or code)") from exc
     state = payload.get("model") or payload.get("state_dict")
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds no model weights")
@@ -201,7 +207,7 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
     history: list[dict[str, float]] = []
     start_epoch = 0
     if opts.resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         net.load_state_dict(ckpt["model"])
         if ema is not None and ckpt.get("ema") is not None:
             ema.load_state_dict(ckpt["ema"])
