@@ -30,7 +30,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,26 @@ def worker_context(settings: Settings, store: JobStore) -> ServiceContext:
     """The context of an analysis worker without the HTTP API (distributed workers)."""
     models = None if settings.processor else _model_service(settings)
     return ServiceContext(settings, store, _classifier_getter(models), models)
+
+
+def warm_up_model(context: ServiceContext, methods: Sequence[str]) -> None:
+    """One full explained batch of blank slices, so the first real study does not pay for
+    PyTorch's first-call set-up (per thread: call it in the thread that will analyse). A
+    small batch is not enough: measured here (192 px), after 4 blanks the first 24-slice
+    study took 2.9 s to classify and explain, after one full batch of 32 it took 1.3 s, the
+    same as later studies. Nothing to do without a model (a test processor)."""
+    if context.models is None:
+        return
+    try:
+        clf = context.get_classifier()
+        started = time.perf_counter()
+        size = ExplainOptions().batch_size
+        blank = np.zeros((size, clf.image_size, clf.image_size), np.float32)
+        classify_and_explain(clf, blank, list(methods))
+    except (BrainxaiError, RuntimeError) as exc:
+        log.warning("model warm-up skipped: %s", exc)
+        return
+    log.info("model warm-up in %.1f s", time.perf_counter() - started)
 
 
 def pipeline_processor(context: ServiceContext) -> Processor:
@@ -245,31 +265,13 @@ class Service:
             for h in loops
         }
 
-    def _warm_up_model(self) -> None:
-        """One full explained batch of blank slices, so the first real study does not pay for
-        PyTorch's first-call set-up. A small batch is not enough: measured here (192 px),
-        after 4 blanks the first 24-slice study took 2.9 s to classify and explain, after
-        one full batch of 32 it took 1.3 s, the same as later studies."""
-        if self.context.models is None:
-            return
-        try:
-            clf = self.context.get_classifier()
-            started = time.perf_counter()
-            size = ExplainOptions().batch_size
-            blank = np.zeros((size, clf.image_size, clf.image_size), np.float32)
-            classify_and_explain(clf, blank, list(self.settings.methods))
-        except (BrainxaiError, RuntimeError) as exc:
-            log.warning("model warm-up skipped: %s", exc)
-            return
-        log.info("model warm-up in %.1f s", time.perf_counter() - started)
-
     def _warm_up_and_work(self) -> None:
         # In the worker's own thread: PyTorch's first-call cost is per thread (measured here:
         # warmed in the main thread, the first 24-slice study in another thread still took
         # 4.0 s to classify and explain instead of 1.7 s).
         try:
             if not self.distributed:  # a dispatching node analyses nothing: publish at once
-                self._warm_up_model()
+                warm_up_model(self.context, self.settings.methods)
         finally:  # a failed warm-up must not stop the worker
             self.worker.run(self.stop_event)
 

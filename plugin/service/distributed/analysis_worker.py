@@ -44,7 +44,12 @@ from plugin.service.distributed import queue
 from plugin.service.distributed.pg_store import open_store
 from plugin.service.distributed.worker_metrics import WORKER_METRICS, WorkerHealth, serve_health
 from plugin.service.loops import describe_error
-from plugin.service.wiring import delivery_options, load_processor, worker_context
+from plugin.service.wiring import (
+    delivery_options,
+    load_processor,
+    warm_up_model,
+    worker_context,
+)
 from plugin.service.worker import Processor, Worker, WorkerOptions
 from plugin.settings import Settings
 from vocabulary.errors import BrainxaiError
@@ -192,7 +197,8 @@ def run_worker(settings: Settings) -> int:
     study finishes first) or SIGINT; serves /healthz and /metrics meanwhile."""
     settings = settings.model_copy(update={"mode": "distributed"})
     store = open_store(settings)
-    processor = load_processor(settings.processor, worker_context(settings, store))
+    context = worker_context(settings, store)
+    processor = load_processor(settings.processor, context)
     app = queue.make_app(settings)
     health = WorkerHealth(worker_name(settings), settings.loop_unready_seconds)
     runner = StudyRunner(settings, store, processor, health)
@@ -232,6 +238,7 @@ def run_worker(settings: Settings) -> int:
         redirect_stdouts=False,
     )
     try:
+        warm_up_model(context, settings.methods)  # the solo pool analyses in this thread
         worker.start()
     finally:
         server.shutdown()
