@@ -69,7 +69,7 @@ class PipelineOptions:
     methods: tuple[str, ...] = ("gradcam", "saliency")
     aggregation: AggregationOptions = field(default_factory=AggregationOptions)
     rules_path: Path | None = None
-    quality_slices: int = 2  # deletion/insertion curves on the N most confident slices
+    quality_slices: int = 2  # deletion/insertion curves on the N most confident slices (0: none)
     quality_steps: int = 4
     float_maps: bool = True  # OHIF fuses float maps; integer ones for Orthanc's Web Viewer
 
@@ -190,7 +190,7 @@ def _quality(
     if decision is None or pred is None:
         return {}
     eligible = decision.eligible_indices
-    if not eligible:
+    if not eligible or opts.quality_slices < 1:
         return {}
     conf = pred.probs[eligible].max(axis=1)
     chosen = [eligible[i] for i in np.argsort(-conf)[: opts.quality_slices]]
