@@ -127,7 +127,8 @@ class OrthancProcess:
             self.proc.wait(5)
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30.0, trust_env=False)
+        # generous: under a loaded machine Orthanc once took over 30 s to answer a lookup
+        return httpx.Client(base_url=self.url, timeout=120.0, trust_env=False)
 
     def delete_study(self, study_uid: str) -> None:
         with self.client() as c:
