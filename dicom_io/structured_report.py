@@ -27,9 +27,11 @@ qualitative findings, references to the images and to our other result objects):
           NUM explanation-quality figures (UCUM "1"); CODE heatmap mostly outside the brain
           = Yes/No (SCT), Yes if its mass inside the brain is below 0.5
 
-The first NUM of every group is INFERRED FROM (TID 300/320) a closed outline of the head
-on the deciding slice (dicom_io.finding_region): TID 1500 viewers such as OHIF show a group
-only on the image a SCOORD in it references.
+The first NUM of every group is INFERRED FROM (TID 300/320) a region on the deciding slice
+(dicom_io.finding_region): TID 1500 viewers such as OHIF show a group only on the image a
+SCOORD in it references, with its label beside that region. The study group outlines the
+head, a series group points at the head's centre and an explanation group outlines the top
+of its method's attribution map on that slice (``attention``), so their labels stand apart.
 
 Codes are in dicom_io/codes.py (standard where pydicom's dictionary has one, else the private
 scheme 99BRAINXAI declared in Coding Scheme Identification Sequence). The TEXT items beyond
@@ -49,7 +51,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import highdicom as hd
+import numpy as np
 from highdicom.sr import RelationshipTypeValues as Rel
+from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import ParametricMapStorage, SecondaryCaptureImageStorage
@@ -61,7 +65,13 @@ from dicom_io.context import (
     mark_research,
     quiet_person_names,
 )
-from dicom_io.finding_region import deciding_series, series_outline
+from dicom_io.finding_region import (
+    attention_outline,
+    centre,
+    deciding_index,
+    deciding_series,
+    series_outline,
+)
 from dicom_io.sanitise import record, sanitise_source, valid_text
 from dicom_io.series import Series
 from dicom_io.uids import derived_uid, instance_uid, series_uid
@@ -75,6 +85,8 @@ OBJECT_TYPE = "sr"
 OUTSIDE_BRAIN_THRESHOLD = 0.5
 
 Metrics = Mapping[str, Mapping[str, Mapping[str, float]]]  # series UID -> method -> name -> value
+# series UID -> method -> relevance (0..1) on the series' deciding slice, its pixel grid
+Attention = Mapping[str, Mapping[str, NDArray[np.float32]]]
 
 
 @dataclass(frozen=True)
@@ -248,7 +260,7 @@ def _series_group(
         _tracking(_series_name(series), series.series_instance_uid, r.ctx, "series"),
         codes.class_code(decision.label),
         [*_probabilities(decision.probabilities, of_series=False), *counts],
-        series_outline(series, decision),
+        centre(series.slices[deciding_index(series, decision)]),
         [_text(codes.DECISION, series_sentence(decision))],
         source_images=sources or None,
     )
@@ -334,12 +346,14 @@ def build_report(
     skipped: Sequence[SkippedSeries] = (),
     source_warnings: list[str] | None = None,
     results: Mapping[str, Sequence[ResultObject]] | None = None,
+    attention: Attention | None = None,
 ) -> Dataset:
     """A TID 1500 report of one study's result; decisions[i] belongs to series_list[i].
 
     ``results`` maps a series UID to the SC and PM instances written for it (referenced in
-    its explanation groups and listed as evidence). Invalid source values found on the way
-    are added to ``source_warnings`` (once each).
+    its explanation groups and listed as evidence). ``attention`` holds each method's map on
+    the series' deciding slice (finding_region.deciding_index), outlined by its explanation
+    group. Invalid source values found on the way are added to ``source_warnings`` (once each).
     """
     if not series_list or len(series_list) != len(decisions):
         raise InputError(f"{len(series_list)} series but {len(decisions)} decisions")
@@ -361,8 +375,11 @@ def build_report(
         groups.append(_series_group(r, s, d))
         objects = results.get(s.series_instance_uid, ())
         values = metrics.get(s.series_instance_uid, {})
-        region = series_outline(s, d)
+        maps = (attention or {}).get(s.series_instance_uid, {})
+        deciding = s.slices[deciding_index(s, d)]
         for method in dict.fromkeys([*values, *(o.method for o in objects)]):
+            m = maps.get(method)
+            region = attention_outline(deciding, m) if m is not None else series_outline(s, d)
             groups.append(_explanation_group(r, s, method, values.get(method, {}), objects, region))
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(ctx),

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from dicom_io.context import ResultContext
 from dicom_io.files import write_datasets
+from dicom_io.finding_region import deciding_index
 from dicom_io.parametric_map import MapOptions, build_parametric_map
 from dicom_io.reader import ReadResult, read_paths
 from dicom_io.sanitise import BUILD_ERRORS, failure_reason
@@ -28,7 +29,7 @@ from dicom_io.secondary_capture import build_overlays
 from dicom_io.sequence import T2_LIKE, sequence_of
 from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
-from dicom_io.structured_report import ResultObject, SkippedSeries, build_report
+from dicom_io.structured_report import Attention, ResultObject, SkippedSeries, build_report
 from explain.attribution import Attribution
 from explain.quality import QualityMetrics, cam_location
 from inference.aggregation import (
@@ -468,8 +469,25 @@ def _report(
         skipped,
         source_warnings=study.warnings,
         results={r.series.series_instance_uid: r.objects for r in decided},
+        attention=_attention(decided),
     )
     return [sr]
+
+
+def _attention(decided: Sequence[SeriesAnalysis]) -> Attention:
+    """Each method's map on each series' deciding slice, on that slice's pixel grid (the
+    SR outlines its top region); none for a series whose deciding slice was not explained."""
+    out: dict[str, dict[str, NDArray[np.float32]]] = {}
+    for r in decided:
+        assert r.decision is not None
+        k = deciding_index(r.series, r.decision)
+        if k not in r.decision.eligible_indices:
+            continue
+        out[r.series.series_instance_uid] = {
+            m: np.clip(r.prepared[k].to_source(maps[k]), 0.0, 1.0).astype(np.float32)
+            for m, maps in r.maps.items()
+        }
+    return out
 
 
 def study_summary(study: StudyAnalysis, clf: Classifier) -> dict[str, Any]:

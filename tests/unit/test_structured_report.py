@@ -86,6 +86,12 @@ def decision(series: Series, label: str, votes: dict[str, int]) -> SeriesDecisio
     return SeriesDecision(label, reason, dict(PROBS), slices, votes)
 
 
+BLOB = np.zeros((16, 16), np.float32)
+BLOB[3:7, 10:13] = 0.9  # Grad-CAM's top region on the deciding slice: rows 3-6, columns 10-12
+BLOB[4, 11] = 1.0
+BLOB[12:14, 1:3] = 0.1  # weaker relevance elsewhere, below the top 10 %
+
+
 @dataclass
 class Built:
     path: Path
@@ -122,6 +128,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         CTX,
         skipped=[SkippedSeries(f"{ROOT}.6", "localizer (ImageType LOCALIZER)")],
         results={first.series_instance_uid: objects},
+        attention={first.series_instance_uid: {"gradcam": BLOB}},  # saliency: none given
     )
     out = tmp_path_factory.mktemp("sr")
     (path,) = write_datasets([sr], out)
@@ -300,28 +307,39 @@ def test_decision_sentences() -> None:
 
 
 def test_every_group_is_located_on_its_deciding_slice(built: Built, read: Read) -> None:
-    """OHIF shows a TID 1500 group only on the image a SCOORD in it references: the first
-    measurement of each group is INFERRED FROM a closed outline on the series' deciding slice
-    (equal probabilities here: the first assessed slice, index 2; the uniform test pixels
-    give the whole 16 x 16 image as the outline)."""
+    """OHIF shows a TID 1500 group only on the image a SCOORD in it references, its label
+    beside that region: the first measurement of each group is INFERRED FROM a region on the
+    series' deciding slice (equal probabilities here: the first assessed slice, index 2), one
+    region per group so the labels stand apart. The uniform test pixels give the whole
+    16 x 16 image as the head: the study outlines it, a series points at its centre, Grad-CAM
+    outlines its map's top region, Saliency (no map given) falls back to the head outline."""
     _, report = read
     groups = groups_by_name(report)
+    head = [[0, 0], [16, 0], [16, 16], [0, 16], [0, 0]]
     expected = {
-        "Study result": built.first.slices[2],
-        "Series 4 T1 AX 4": built.first.slices[2],
-        "Series 5 T1 AX 5": built.second.slices[2],
-        "Grad-CAM explanation of Series 4 T1 AX 4": built.first.slices[2],
+        "Study result": (built.first.slices[2], "POLYLINE"),
+        "Series 4 T1 AX 4": (built.first.slices[2], "POINT"),
+        "Series 5 T1 AX 5": (built.second.slices[2], "POINT"),
+        "Grad-CAM explanation of Series 4 T1 AX 4": (built.first.slices[2], "POLYLINE"),
+        "Saliency explanation of Series 4 T1 AX 4": (built.first.slices[2], "POLYLINE"),
     }
-    for name, sl in expected.items():
+    places = {}
+    for name, (sl, kind) in expected.items():
         first, *rest = groups[name].get_measurements()
         (region,) = first.referenced_coordinates
         assert region.relationship_type == hd.sr.RelationshipTypeValues.INFERRED_FROM
-        assert region.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
-        data = region.value
-        assert data.tolist() == [[0, 0], [16, 0], [16, 16], [0, 16], [0, 0]]
+        assert region.graphic_type.value == kind, name
+        places[name] = region.value.tolist()
         ref = region.ContentSequence[0].ReferencedSOPSequence[0]
         assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (
             MR,
             sl.sop_instance_uid,
         ), name
         assert all(not m.referenced_coordinates for m in rest)
+    assert places["Study result"] == head == places["Saliency explanation of Series 4 T1 AX 4"]
+    assert places["Series 4 T1 AX 4"] == [[8.0, 8.0]]
+    cam = np.asarray(places["Grad-CAM explanation of Series 4 T1 AX 4"])
+    assert cam[0].tolist() == cam[-1].tolist() and len(cam) >= 4  # closed
+    # through the centres of the top region's edge pixels (columns 10-12, rows 3-6)
+    assert cam[:, 0].min() == 10.5 and cam[:, 0].max() == 12.5
+    assert cam[:, 1].min() == 3.5 and cam[:, 1].max() == 6.5
