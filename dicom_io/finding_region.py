@@ -10,7 +10,8 @@ Data are column/row pairs in the image's pixel matrix, the top left corner of th
 pixel at 0.0/0.0). The regions differ per group, so the viewer's labels do not pile up:
 
 - study result: a closed POLYLINE around the head (its bounding box);
-- series result: a POINT at the centre of the head;
+- series result: a POINT on the head's midline a quarter down from its top (OHIF writes the
+  study outline's label at its right edge half-way down, and a point's label beside it);
 - an explanation method: a closed POLYLINE around the top of its attribution map on that slice
   (the largest connected region of the top 10 % of its positive relevance), the head outline
   when the map is empty there.
@@ -101,9 +102,9 @@ def outline(sl: Slice) -> hd.sr.CoordinatesForMeasurement:
 
 
 def centre(sl: Slice) -> hd.sr.CoordinatesForMeasurement:
-    """A POINT at the centre of the head on ``sl``."""
+    """A POINT on the head's midline on ``sl``, a quarter of its height down from its top."""
     c0, r0, c1, r1 = foreground_box(sl.pixels)
-    point = np.asarray([[(c0 + c1) / 2.0, (r0 + r1) / 2.0]], dtype=np.float64)
+    point = np.asarray([[(c0 + c1) / 2.0, r0 + (r1 - r0) / 4.0]], dtype=np.float64)
     return _scoord(sl, hd.sr.GraphicTypeValues.POINT, point)
 
 

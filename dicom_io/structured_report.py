@@ -30,8 +30,9 @@ qualitative findings, references to the images and to our other result objects):
 The first NUM of every group is INFERRED FROM (TID 300/320) a region on the deciding slice
 (dicom_io.finding_region): TID 1500 viewers such as OHIF show a group only on the image a
 SCOORD in it references, with its label beside that region. The study group outlines the
-head, a series group points at the head's centre and an explanation group outlines the top
-of its method's attribution map on that slice (``attention``), so their labels stand apart.
+head, a series group points at a spot on the head's midline and an explanation group
+outlines the top of its method's attribution map on that slice (``attention``), so their
+labels stand apart.
 
 Codes are in dicom_io/codes.py (standard where pydicom's dictionary has one, else the private
 scheme 99BRAINXAI declared in Coding Scheme Identification Sequence). The TEXT items beyond

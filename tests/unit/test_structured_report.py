@@ -311,7 +311,8 @@ def test_every_group_is_located_on_its_deciding_slice(built: Built, read: Read) 
     beside that region: the first measurement of each group is INFERRED FROM a region on the
     series' deciding slice (equal probabilities here: the first assessed slice, index 2), one
     region per group so the labels stand apart. The uniform test pixels give the whole
-    16 x 16 image as the head: the study outlines it, a series points at its centre, Grad-CAM
+    16 x 16 image as the head: the study outlines it, a series points at its midline a quarter
+    down, Grad-CAM
     outlines its map's top region, Saliency (no map given) falls back to the head outline."""
     _, report = read
     groups = groups_by_name(report)
@@ -337,7 +338,7 @@ def test_every_group_is_located_on_its_deciding_slice(built: Built, read: Read) 
         ), name
         assert all(not m.referenced_coordinates for m in rest)
     assert places["Study result"] == head == places["Saliency explanation of Series 4 T1 AX 4"]
-    assert places["Series 4 T1 AX 4"] == [[8.0, 8.0]]
+    assert places["Series 4 T1 AX 4"] == [[8.0, 4.0]]
     cam = np.asarray(places["Grad-CAM explanation of Series 4 T1 AX 4"])
     assert cam[0].tolist() == cam[-1].tolist() and len(cam) >= 4  # closed
     # through the centres of the top region's edge pixels (columns 10-12, rows 3-6)
