@@ -73,6 +73,7 @@ class PipelineOptions:
     quality_slices: int = 2  # deletion/insertion curves on the N most confident slices (0: none)
     quality_steps: int = 4
     float_maps: bool = True  # OHIF fuses float maps; integer ones for Orthanc's Web Viewer
+    map_palette: str | None = None  # colour presentation of the maps (parametric_map.PALETTES)
 
 
 @dataclass
@@ -316,6 +317,7 @@ def _parametric_map(
         method=method,
         method_label=METHOD_LABELS.get(method, method),
         float_pixels=opts.float_maps,
+        palette=opts.map_palette,
     )
     return [build_parametric_map(series, maps, ctx, mopts, source_warnings=warnings)]
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dicom_io.parametric_map import PALETTES
 from dicom_io.series import Series
 from explain.attribution import parse_methods
 from inference.registry import load_model
@@ -39,15 +40,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="float Parametric Maps, which OHIF fuses over the MR (default); "
         "--no-float-maps: 16-bit integer maps for Orthanc's Web Viewer",
     )
+    p.add_argument(
+        "--map-palette",
+        metavar="NAME",
+        help="colour presentation of the Parametric Maps with a well-known DICOM palette "
+        "(HOT_IRON, PET, ...) for viewers that honour it; off by default because dciodvfy "
+        "reports its Stored Value Color Range as 2 errors (see dicom_io/parametric_map.py)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.map_palette is not None and args.map_palette not in PALETTES:
+        print(f"brainxai: --map-palette must be one of {', '.join(PALETTES)}", file=sys.stderr)
+        return 2
     settings = load_settings()
     clf = load_model(args.model, settings.tracking_uri())
     opts = PipelineOptions(
         methods=parse_methods(args.methods),
         rules_path=args.rules or settings.selection_rules,
         float_maps=args.float_maps,
+        map_palette=args.map_palette,
     )
     with progress_bar(0, "slice", "analyze", args.quiet) as bar:
         progress = SliceProgress(bar)

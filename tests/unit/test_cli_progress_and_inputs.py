@@ -58,3 +58,15 @@ def test_predict_checks_the_files_before_the_model(
     err = capsys.readouterr().err
     assert f"{missing}: file not found" in err
     assert "no-model" not in err
+
+
+def test_analyze_checks_the_map_palette_before_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown palette name is refused at once (exit 2), listing the well-known ones."""
+    args = ["analyze", str(tmp_path), "--out", str(tmp_path / "out")]
+    code = main([*args, "--model", str(tmp_path / "no-model.pt"), "--map-palette", "RAINBOW"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--map-palette must be one of HOT_IRON, PET" in err
+    assert not (tmp_path / "out").exists()
