@@ -113,6 +113,7 @@ def log_torch_model(net: Any, registered_name: str) -> str:
     info = mlflow.pytorch.log_model(
         net, name="model", registered_model_name=registered_name,
         pip_requirements=["torch==2.13.0", "monai", "einops"],
+        serialization_format="pickle",  # pt2 traces with torch.export, needs an example
     )  # fmt: skip
     return str(info.registered_model_version)
 

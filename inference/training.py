@@ -275,6 +275,7 @@ def fit_network(
         if opts.freeze and name.startswith(opts.freeze):
             param.requires_grad_(False)
     ema = _ema_of(net, opts.ema_decay)
+    Path(opts.work_dir).mkdir(parents=True, exist_ok=True)
     ckpt_path = Path(opts.work_dir) / "checkpoint.pt"
     history: list[dict[str, float]] = []
     start_epoch = 0
