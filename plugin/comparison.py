@@ -176,7 +176,8 @@ def _cell(key: str, row: Mapping[str, Any]) -> str:
     if key == "studies":
         return f"{value['right']}/{value['studies']}" if isinstance(value, dict) else str(value)
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.3f}"
+        digits = 1 if key in ("weights_mb", "cpu_images_per_second", "train_minutes") else 3
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
     return str(value)
 
 

@@ -38,7 +38,9 @@ from inference.bundle import BundleMeta, Classifier
 from inference.registry import MlflowTracker, log_torch_model, tracking_run
 from inference.study_evaluation import read_labels, tally
 from inference.training import TrainingData, TrainOptions, fit_network, prepare_data
+from plugin.commands.evaluate_studies import evaluate_row
 from plugin.comparison import MeasureOptions, markdown_table, measure
+from plugin.pipeline import PipelineOptions
 from plugin.settings import load_settings
 from vocabulary.errors import InputError
 from vocabulary.identity import CLASSES
@@ -106,9 +108,6 @@ def _study_result(
     """Study-level totals through the analyze path (DenseNet169 only; see the module doc)."""
     if arch.name != "densenet169":
         return STUDIES_NA
-    from plugin.commands.evaluate_studies import evaluate_row
-    from plugin.pipeline import PipelineOptions
-
     settings = load_settings()
     meta = BundleMeta(
         version=f"compare-{time.strftime('%Y%m%d%H%M', time.gmtime())}", preprocess=data.preprocess

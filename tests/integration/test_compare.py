@@ -25,6 +25,7 @@ def test_compare_tabulates_and_registers_each_architecture(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("BRAINXAI_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.chdir(tmp_path)  # the SQLite store keeps its artifacts in ./mlruns
     out = tmp_path / "compare"
     args = ["compare", "--data", str(data), "--out", str(out), "--quiet"]
     args += ["--architectures", "efficientnet-b0,vit,vgg16", "--image-size", "32"]
