@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import pickle
 import time
 from collections.abc import Callable, Sequence
@@ -258,9 +259,10 @@ def fit_network(
     budget_seconds: float = 0.0,
 ) -> FittedNetwork:
     """The training loop (AdamW, one-cycle schedule, augmentation, optional EMA), with a
-    checkpoint per epoch in work_dir; ``budget_seconds`` > 0 stops after the epoch in which
-    the budget ran out (the schedule stays the one planned for ``opts.epochs``)."""
-    started = time.monotonic()
+    checkpoint per epoch in work_dir; ``budget_seconds`` > 0 stops training at the first
+    batch past the budget (that epoch is validated and kept; the schedule stays the one
+    planned for ``opts.epochs``)."""
+    deadline = time.monotonic() + budget_seconds if budget_seconds > 0 else math.inf
     x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
@@ -284,11 +286,7 @@ def fit_network(
     aug = training_transforms(opts.image_size)
     stopped = False
     for epoch in range(start_epoch, opts.epochs):
-        if budget_seconds > 0 and time.monotonic() - started > budget_seconds:
-            log.info("budget of %.0f s spent after %d epochs", budget_seconds, epoch)
-            stopped = True
-            break
-        row = _train_epoch(net, optim, sched, aug, (x_train, y_train), opts, epoch, ema)
+        row = _train_epoch(net, optim, sched, aug, (x_train, y_train), opts, epoch, ema, deadline)
         row.update(_val_row(net, x_val, y_val, "", logits_fn))
         if ema is not None:
             row.update(_val_row(ema.module, x_val, y_val, "ema_", logits_fn))
@@ -307,6 +305,10 @@ def fit_network(
                 "epoch": epoch,
             },
         )
+        if "epoch_share" in row:
+            log.info("budget of %.0f s spent in epoch %d", budget_seconds, epoch + 1)
+            stopped = True
+            break
     final = _pick_final(net, ema, history).eval()
     return FittedNetwork(final, history, stopped)
 
@@ -378,7 +380,10 @@ def _train_epoch(
     opts: TrainOptions,
     epoch: int,
     ema: AveragedModel | None = None,
+    deadline: float = math.inf,
 ) -> dict[str, float]:
+    """One epoch; stops at the first batch past DEADLINE (then ``epoch_share`` says how much
+    of the epoch ran)."""
     x, y = data
     net.train()
     rng = np.random.default_rng(opts.seed * 1000 + epoch)
@@ -389,6 +394,8 @@ def _train_epoch(
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", disable=not opts.progress)
     loss_sum, correct, seen = 0.0, 0, 0
     for idx in bar:
+        if time.monotonic() > deadline:
+            break
         xb = torch.stack([aug(torch.from_numpy(x[i].astype(np.float32))[None]) for i in idx])
         xb = xb.as_tensor() if hasattr(xb, "as_tensor") else xb
         xb = xb.contiguous(memory_format=torch.channels_last)
@@ -406,11 +413,15 @@ def _train_epoch(
         correct += int((out.argmax(1) == yb).sum().item())
         seen += len(idx)
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-    return {
+    row = {
         "train_loss": loss_sum / max(1, seen),
         "train_acc": correct / max(1, seen),
         "lr": float(sched.get_last_lr()[0]),
     }
+    planned = sum(len(b) for b in batches)
+    if seen < planned:
+        row["epoch_share"] = seen / planned
+    return row
 
 
 def _finish(
