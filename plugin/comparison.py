@@ -189,5 +189,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], header: str) -> str:
         lines.append("| " + " | ".join(_cell(key, row) for key, _ in COLUMNS) + " |")
     notes = [f"- {r['architecture']}: {r['not_feasible']}" for r in rows if "not_feasible" in r]
     notes += [f"- {r['architecture']}: {r['note']}" for r in rows if "note" in r]
-    notes += [f"- {r['architecture']}: stopped by the time budget in epoch {r['epochs_done']}" for r in rows if r.get("stopped_by_budget")]  # fmt: skip
+    notes += [
+        f"- {r['architecture']}: stopped by the time budget in epoch {r['epochs_done']}"
+        for r in rows
+        if r.get("stopped_by_budget")
+    ]
     return "\n".join([*lines, "", *notes, ""])
