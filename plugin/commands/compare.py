@@ -61,12 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated, of {', '.join([*ARCHITECTURES, *NOT_FEASIBLE])}",
     )
     p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument(
         "--budget-minutes",
         type=float,
         default=0.0,
-        help="training time cap per architecture (0 = none); checked per epoch",
+        help="training time cap per architecture (0 = none), checked every batch",
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
