@@ -93,27 +93,43 @@ ARTIFACTS_ENV = "BRAINXAI_MLFLOW_ARTIFACT_LOCATION"
 
 
 @contextmanager
-def tracking_run(tracking_uri: str, run_name: str) -> Iterator[Any]:
+def tracking_run(tracking_uri: str, run_name: str, experiment: str = EXPERIMENT) -> Iterator[Any]:
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri)
-    _create_experiment(mlflow)
-    mlflow.set_experiment(EXPERIMENT)
+    _create_experiment(mlflow, experiment)
+    mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name) as run:
         yield run
 
 
-def _create_experiment(mlflow: Any) -> None:
+def log_torch_model(net: Any, registered_name: str) -> str:
+    """Log NET (any torch module) in the active run and register it as REGISTERED_NAME;
+    the new version. For networks outside the product (``brainxai compare``): the product's
+    registered model and its champion alias are never touched here."""
+    if registered_name == MODEL_NAME:
+        raise ModelError(f"{MODEL_NAME} is registered by train only")
+    import mlflow.pytorch
+
+    info = mlflow.pytorch.log_model(
+        net, name="model", registered_model_name=registered_name,
+        pip_requirements=["torch==2.13.0", "monai", "einops"],
+        serialization_format="pickle",  # pt2 traces with torch.export, needs an example
+    )  # fmt: skip
+    return str(info.registered_model_version)
+
+
+def _create_experiment(mlflow: Any, experiment: str = EXPERIMENT) -> None:
     """Create the experiment with its artifacts at $BRAINXAI_MLFLOW_ARTIFACT_LOCATION (e.g.
     ``s3://bucket/mlflow``) when set; an existing experiment keeps the location it has."""
     location = os.environ.get(ARTIFACTS_ENV, "").strip()
     if not location:
         return
-    existing = mlflow.get_experiment_by_name(EXPERIMENT)
+    existing = mlflow.get_experiment_by_name(experiment)
     if existing is None:
-        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+        mlflow.create_experiment(experiment, artifact_location=location)
     elif existing.artifact_location.rstrip("/") != location.rstrip("/"):
         log.warning("experiment %s keeps its artifact location %s (%s=%s applies to a new one)",
-                    EXPERIMENT, existing.artifact_location, ARTIFACTS_ENV, location)  # fmt: skip
+                    experiment, existing.artifact_location, ARTIFACTS_ENV, location)  # fmt: skip
 
 
 class BundlePyfunc:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -158,11 +159,20 @@ def _checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
-    """Train DenseNet169 from scratch and write a calibrated bundle to work_dir/model.pt."""
-    started = time.time()
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+@dataclass(frozen=True)
+class TrainingData:
+    """Preprocessed images and labels of both sides of the duplicate-aware split."""
+
+    x_train: NDArray[np.float16]
+    y_train: NDArray[np.int64]
+    x_val: NDArray[np.float16]
+    y_val: NDArray[np.int64]
+    split_info: dict[str, Any]
+    preprocess: PreprocessConfig
+
+
+def prepare_data(opts: TrainOptions) -> TrainingData:
+    """The duplicate-aware split of ``opts.data_dir``, preprocessed (cached in work_dir)."""
     work = Path(opts.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     items = limit_per_class(list_images(opts.data_dir), opts.limit_per_class)
@@ -185,12 +195,76 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
         x_train = np.concatenate([x_train, x_real])
         y_train = np.concatenate([y_train, y_real])
         split_info["n_real_train"] = int(len(y_real))
+    return TrainingData(x_train, y_train, x_val, y_val, split_info, cfg)
+
+
+def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
+    """Train DenseNet169 from scratch and write a calibrated bundle to work_dir/model.pt."""
+    started = time.time()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    data = prepare_data(opts)
     if tracker is not None:
         params = {k: str(v) for k, v in asdict(opts).items()}
-        tracker.log_params({**params, **{k: str(v) for k, v in split_info.items()}})
-
+        tracker.log_params({**params, **{k: str(v) for k, v in data.split_info.items()}})
     torch.manual_seed(opts.seed)
-    net = build_network(len(CLASSES)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net = build_network(len(CLASSES))
+    fitted = fit_network(net, data, opts, tracker, _product_logits)
+    return _finish(
+        fitted.net,
+        opts,
+        data.preprocess,
+        (data.x_train, data.y_train, data.x_val, data.y_val),
+        fitted.history,
+        data.split_info,
+        started,
+    )
+
+
+LogitsFn = Callable[[nn.Module, NDArray[np.float16]], NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class FittedNetwork:
+    net: nn.Module  # the final weights (EMA or raw, see _pick_final), in eval mode
+    history: list[dict[str, float]]
+    stopped_by_budget: bool = False
+
+
+def _product_logits(net: nn.Module, images: NDArray[np.float16]) -> NDArray[np.float32]:
+    return _logits_and_features(net, images)[0]
+
+
+def plain_logits(
+    net: nn.Module, images: NDArray[np.float16], batch: int = 64
+) -> NDArray[np.float32]:
+    """Logits of any network (bf16 autocast where fast, as in training), in eval mode."""
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch):
+            x = torch.from_numpy(images[start : start + batch].astype(np.float32))[:, None]
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_fast()):
+                out.append(net(x).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+
+
+def fit_network(
+    net: nn.Module,
+    data: TrainingData,
+    opts: TrainOptions,
+    tracker: Tracker | None,
+    logits_fn: LogitsFn = plain_logits,
+    budget_seconds: float = 0.0,
+) -> FittedNetwork:
+    """The training loop (AdamW, one-cycle schedule, augmentation, optional EMA), with a
+    checkpoint per epoch in work_dir; ``budget_seconds`` > 0 stops training at the first
+    batch past the budget (that epoch is validated and kept; the schedule stays the one
+    planned for ``opts.epochs``)."""
+    deadline = time.monotonic() + budget_seconds if budget_seconds > 0 else math.inf
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     full_steps = max(1, len(x_train) // opts.batch_size)
     steps_per_epoch = max(1, int(full_steps * min(1.0, opts.epoch_fraction)))
@@ -203,26 +277,19 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
         if opts.freeze and name.startswith(opts.freeze):
             param.requires_grad_(False)
     ema = _ema_of(net, opts.ema_decay)
-    ckpt_path = work / "checkpoint.pt"
+    Path(opts.work_dir).mkdir(parents=True, exist_ok=True)
+    ckpt_path = Path(opts.work_dir) / "checkpoint.pt"
     history: list[dict[str, float]] = []
     start_epoch = 0
     if opts.resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        net.load_state_dict(ckpt["model"])
-        if ema is not None and ckpt.get("ema") is not None:
-            ema.load_state_dict(ckpt["ema"])
-        optim.load_state_dict(ckpt["optim"])
-        sched.load_state_dict(ckpt["sched"])
-        history = list(ckpt["history"])
-        start_epoch = int(ckpt["epoch"]) + 1
-        log.info("resumed from epoch %d", start_epoch)
-
+        history, start_epoch = _resume(ckpt_path, net, ema, optim, sched)
     aug = training_transforms(opts.image_size)
+    stopped = False
     for epoch in range(start_epoch, opts.epochs):
-        row = _train_epoch(net, optim, sched, aug, (x_train, y_train), opts, epoch, ema)
-        row.update(_val_row(net, x_val, y_val, ""))
+        row = _train_epoch(net, optim, sched, aug, (x_train, y_train), opts, epoch, ema, deadline)
+        row.update(_val_row(net, x_val, y_val, "", logits_fn))
         if ema is not None:
-            row.update(_val_row(ema.module, x_val, y_val, "ema_"))
+            row.update(_val_row(ema.module, x_val, y_val, "ema_", logits_fn))
         history.append(row)
         log.info("epoch %d: %s", epoch + 1, row)
         if tracker is not None:
@@ -238,8 +305,31 @@ def train(opts: TrainOptions, tracker: Tracker | None = None) -> TrainResult:
                 "epoch": epoch,
             },
         )
-    final = _pick_final(net, ema, history)
-    return _finish(final, opts, cfg, (x_train, y_train, x_val, y_val), history, split_info, started)
+        if "epoch_share" in row:
+            log.info("budget of %.0f s spent in epoch %d", budget_seconds, epoch + 1)
+            stopped = True
+            break
+    final = _pick_final(net, ema, history).eval()
+    return FittedNetwork(final, history, stopped)
+
+
+def _resume(
+    ckpt_path: Path,
+    net: nn.Module,
+    ema: AveragedModel | None,
+    optim: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[list[dict[str, float]], int]:
+    """Load the last checkpoint into the training state; (history, next epoch)."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    net.load_state_dict(ckpt["model"])
+    if ema is not None and ckpt.get("ema") is not None:
+        ema.load_state_dict(ckpt["ema"])
+    optim.load_state_dict(ckpt["optim"])
+    sched.load_state_dict(ckpt["sched"])
+    start_epoch = int(ckpt["epoch"]) + 1
+    log.info("resumed from epoch %d", start_epoch)
+    return list(ckpt["history"]), start_epoch
 
 
 def _ema_of(net: nn.Module, decay: float) -> AveragedModel | None:
@@ -251,11 +341,15 @@ def _ema_of(net: nn.Module, decay: float) -> AveragedModel | None:
 
 
 def _val_row(
-    net: nn.Module, x_val: NDArray[np.float16], y_val: NDArray[np.int64], prefix: str
+    net: nn.Module,
+    x_val: NDArray[np.float16],
+    y_val: NDArray[np.int64],
+    prefix: str,
+    logits_fn: LogitsFn,
 ) -> dict[str, float]:
     if not len(y_val):
         return {f"{prefix}val_acc": 0.0, f"{prefix}val_loss": 0.0}
-    logits, _ = _logits_and_features(net, x_val)
+    logits = logits_fn(net, x_val)
     loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)).item()
     return {
         f"{prefix}val_acc": float((logits.argmax(1) == y_val).mean()),
@@ -286,7 +380,10 @@ def _train_epoch(
     opts: TrainOptions,
     epoch: int,
     ema: AveragedModel | None = None,
+    deadline: float = math.inf,
 ) -> dict[str, float]:
+    """One epoch; stops at the first batch past DEADLINE (then ``epoch_share`` says how much
+    of the epoch ran)."""
     x, y = data
     net.train()
     rng = np.random.default_rng(opts.seed * 1000 + epoch)
@@ -297,6 +394,8 @@ def _train_epoch(
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", disable=not opts.progress)
     loss_sum, correct, seen = 0.0, 0, 0
     for idx in bar:
+        if time.monotonic() > deadline:
+            break
         xb = torch.stack([aug(torch.from_numpy(x[i].astype(np.float32))[None]) for i in idx])
         xb = xb.as_tensor() if hasattr(xb, "as_tensor") else xb
         xb = xb.contiguous(memory_format=torch.channels_last)
@@ -314,11 +413,15 @@ def _train_epoch(
         correct += int((out.argmax(1) == yb).sum().item())
         seen += len(idx)
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-    return {
+    row = {
         "train_loss": loss_sum / max(1, seen),
         "train_acc": correct / max(1, seen),
         "lr": float(sched.get_last_lr()[0]),
     }
+    planned = sum(len(b) for b in batches)
+    if seen < planned:
+        row["epoch_share"] = seen / planned
+    return row
 
 
 def _finish(

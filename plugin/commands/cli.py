@@ -83,6 +83,8 @@ COMMANDS: tuple[Command, ...] = (
             "evaluate-studies"),
     Command("fit-scope", "fit the out-of-scope detector (skull base, vertex, head edges) into a "
             "model bundle"),
+    Command("compare", "train DenseNet169/121, EfficientNet-B0 and a small ViT from scratch on "
+            "one split and tabulate accuracy, F1, ECE, size, speed and explanation brain mass"),
 )  # fmt: skip
 
 
