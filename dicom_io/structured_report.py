@@ -441,8 +441,9 @@ def _evidence(series_list: Sequence[Series], decisions: Sequence[SeriesDecision]
     """Headers of every referenced source instance (Current Requested Procedure Evidence)."""
     seen: dict[str, Dataset] = {}
     for s, d in zip(series_list, decisions, strict=True):
-        indices = list(d.eligible_indices) or [0]
-        for idx in indices:
+        # the assessed slices, and the slice the series' region is drawn on (the middle
+        # slice when none was assessed: it is referenced too, so it must be evidence)
+        for idx in [*d.eligible_indices, deciding_index(s, d)]:
             sl = s.slices[idx]
             seen.setdefault(sl.sop_instance_uid, sl.dataset)
     return list(seen.values())

@@ -344,3 +344,28 @@ def test_every_group_is_located_on_its_deciding_slice(built: Built, read: Read) 
     # through the centres of the top region's edge pixels (columns 10-12, rows 3-6)
     assert cam[:, 0].min() == 10.5 and cam[:, 0].max() == 12.5
     assert cam[:, 1].min() == 3.5 and cam[:, 1].max() == 6.5
+
+
+def test_a_series_with_no_assessed_slice_still_gets_its_report() -> None:
+    """Its region is drawn on the middle slice, which must then be evidence too (a real
+    sagittal series with 0 assessed slices once lost its SR: 'No evidence was provided')."""
+    only = make_series(7)
+    none_assessed = tuple(
+        SliceDecision(i, False, "skull base", "indeterminate", 0.5) for i in range(len(only))
+    )
+    sr = build_report(
+        [only],
+        [SeriesDecision("indeterminate", "only 0 eligible slices", dict(PROBS), none_assessed, {})],
+        "indeterminate",
+        "no series gave a decision",
+        PROBS,
+        {},
+        CTX,
+    )
+    evidence = {
+        item.ReferencedSOPInstanceUID
+        for study in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    }
+    assert only.slices[len(only) // 2].sop_instance_uid in evidence
