@@ -16,7 +16,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from explain import cam, gradients, occlusion
+from explain import cam, gradients, occlusion, sae_features
 from explain.model_access import as_batch, as_targets, evaluating, logits_of, to_numpy
 from explain.options import CAM_METHODS, METHODS, ExplainOptions
 from vocabulary.errors import InputError
@@ -119,6 +119,8 @@ def explain(
                 maps[name] = gradients.smoothgrad(net, x, t, opts)
             elif name == "occlusion":
                 maps[name] = occlusion.occlusion(net, x, t, opts)
+            elif name == "sae":
+                maps[name] = sae_features.sae_maps(net, x, t, opts)
     target_arr = t.numpy().astype(np.int64)
     result = {}
     for name in names:

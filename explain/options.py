@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 from inference.precision import bf16_fast
 
-METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "saliency", "smoothgrad", "occlusion")
+METHODS: tuple[str, ...] = (
+    "gradcam", "gradcampp", "saliency", "smoothgrad", "occlusion", "sae",
+)  # fmt: skip
 CAM_METHODS: frozenset[str] = frozenset({"gradcam", "gradcampp"})
 
 
@@ -20,6 +22,8 @@ class ExplainOptions:
     2017 recommend 10-20 %). Occlusion slides a square patch of ``occlusion_patch`` pixels
     (0 = image size / 8) with ``occlusion_stride`` (0 = half the patch) filled with
     ``occlusion_baseline`` and records the drop in the target-class probability.
+    ``sae`` sums the maps of the ``sae_top_features`` SAE features contributing most to the
+    target class (explain.sae_features); ``sae_path`` is the SAE file ("" = none).
     """
 
     bf16: bool = field(default_factory=bf16_fast)
@@ -31,6 +35,8 @@ class ExplainOptions:
     occlusion_baseline: float = 0.0
     saliency_clip_percentile: float = 99.5
     seed: int = 0
+    sae_path: str = ""
+    sae_top_features: int = 5
 
     def patch_and_stride(self, size: int) -> tuple[int, int]:
         patch = self.occlusion_patch or max(2, size // 8)

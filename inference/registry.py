@@ -324,6 +324,21 @@ def ensure_bundled_registered(tracking_uri: str, bundle_path: Path = BUNDLED_MOD
     return reg.version
 
 
+def log_sae(tracking_uri: str, bundle_path: Path, sae_path: Path, figures: dict[str, Any]) -> str:
+    """Store an SAE with its model version: the file as artifact ``sae/<name>`` of the
+    registered version's run (the bundle is registered first if it is not yet), its
+    numeric figures as version tags ``sae_<figure>``. Returns the registered version."""
+    version = ensure_bundled_registered(tracking_uri, bundle_path)
+    client = registry_client(tracking_uri)
+    mv = client.get_model_version(MODEL_NAME, version)
+    client.log_artifact(mv.run_id, str(sae_path), artifact_path="sae")
+    client.set_model_version_tag(MODEL_NAME, version, "sae_artifact", f"sae/{sae_path.name}")
+    for key, value in figures.items():
+        if isinstance(value, int | float):
+            client.set_model_version_tag(MODEL_NAME, version, f"sae_{key}", str(value))
+    return version
+
+
 def resolve_model(ref: str | None, tracking_uri: str | None = None) -> Path:
     """A bundle file for REF: a file path, an ``s3://``/``gs://`` URI (downloaded once into
     the model cache), a ``models:/`` URI, or None for the bundled model."""

@@ -14,9 +14,11 @@ the prediction comes first and the maps explain its class (or the fixed one).
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,7 @@ from explain.attribution import Attribution, explain
 from explain.options import CAM_METHODS, ExplainOptions
 from explain.quality import QualityMetrics, QualityOptions, brain_mass, quality_metrics
 from explain.rendering import add_text, display_window, overlay
-from inference.bundle import Classifier, Prediction
+from inference.bundle import BUNDLED_MODEL, Classifier, Prediction
 from inference.preprocessing import Preprocessed, preprocess, to_grey
 
 METHOD_LABELS = {
@@ -37,7 +39,23 @@ METHOD_LABELS = {
     "saliency": "Saliency",
     "smoothgrad": "SmoothGrad",
     "occlusion": "Occlusion",
+    "sae": "SAE features",
 }
+SAE_ENV = "BRAINXAI_SAE"
+
+
+def sae_path_for(model_name: str, version: str) -> Path:
+    """The SAE file of a model version: $BRAINXAI_SAE when set, else
+    ``models/<name>-<version>.sae.pt`` beside the bundled model (``brainxai sae-train``)."""
+    override = os.environ.get(SAE_ENV, "").strip()
+    return Path(override) if override else BUNDLED_MODEL.parent / f"{model_name}-{version}.sae.pt"
+
+
+def with_sae(clf: Classifier, methods: Sequence[str], options: ExplainOptions) -> ExplainOptions:
+    """``options`` naming the model's SAE file when the ``sae`` method is asked for."""
+    if "sae" not in methods or options.sae_path:
+        return options
+    return replace(options, sae_path=str(sae_path_for(clf.meta.name, clf.version)))
 
 
 def prepare(clf: Classifier, images: Sequence[NDArray[Any]]) -> list[Preprocessed]:
@@ -66,6 +84,7 @@ def classify_and_explain(
 
     The maps explain each image's predicted class, or class index ``target`` for all.
     """
+    options = with_sae(clf, methods, options or ExplainOptions())
     cam = next((m for m in methods if m in CAM_METHODS), None)
     if cam is not None and target is None:
         maps = explain(clf.net, images, list(methods), None, options)

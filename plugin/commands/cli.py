@@ -81,6 +81,8 @@ COMMANDS: tuple[Command, ...] = (
             "[,split]) and total the outcomes"),
     Command("volume-to-dicom", "write a NIfTI volume as a DICOM MR series (one plane) for "
             "evaluate-studies"),
+    Command("sae-train", "train a sparse autoencoder on the model's final feature map; writes "
+            "the SAE, sae-report.json and feature montages (research use only)"),
     Command("fit-scope", "fit the out-of-scope detector (skull base, vertex, head edges) into a "
             "model bundle"),
     Command("compare", "train DenseNet169/121, EfficientNet-B0 and a small ViT from scratch on "

@@ -20,7 +20,7 @@ from explain.rendering import add_text, overlay, to_png
 from explain.summary import MetricRow, summarise_method
 from inference.bundle import Classifier
 from inference.dataset import LabelledImage, list_images, load_image, repeat_training_split
-from plugin.analysis import classify_and_explain, measure_quality, prepare, stack
+from plugin.analysis import classify_and_explain, measure_quality, prepare, stack, with_sae
 from plugin.commands.explain import BANNER, load_classifier
 from plugin.commands.progress_bar import add_quiet, progress_bar
 from vocabulary.errors import InputError
@@ -187,7 +187,13 @@ def _randomisation(
     images = np.stack([p[0] for p in probe])[:, None]
     targets = np.array([p[1] for p in probe])
     return {
-        m: [float(v) for v in randomisation_rank_corr(clf.net, images, m, targets)] for m in methods
+        m: [
+            float(v)
+            for v in randomisation_rank_corr(
+                clf.net, images, m, targets, with_sae(clf, [m], ExplainOptions())
+            )
+        ]
+        for m in methods
     }
 
 
