@@ -8,4 +8,7 @@
 - ``explain.rendering``: the display window, colour-mapped overlays, 16-bit raw PNGs,
   burned-in text.
 - ``explain.summary``: aggregation of the metrics over a labelled set.
+- ``explain.sparse_autoencoder``: a top-k SAE on the final feature map's tokens;
+  ``explain.sae_features``: its features' contributions, maps (the ``sae`` method),
+  outside-brain shares, class association and montages.
 """

@@ -275,7 +275,7 @@ def decision_relevant_outside(
 
 
 def feature_montage(
-    images: NDArray[Any], maps: NDArray[Any], rows: Sequence[tuple[str, Sequence[int]]],
+    images: NDArray[Any], maps: Sequence[NDArray[Any]], rows: Sequence[tuple[str, Sequence[int]]],
     tile: int = 96,
 ) -> NDArray[np.uint8]:  # fmt: skip
     """A montage RGB: one row per (label, image indices), each tile the image with the

@@ -79,6 +79,8 @@ class SAEInfo:
 class TopKSAE(nn.Module):
     """The top-k SAE; ``encode`` gives sparse codes, ``decode`` the reconstruction."""
 
+    scale: torch.Tensor  # a buffer (saved with the weights)
+
     def __init__(self, d_in: int, n_features: int, k: int, scale: float = 1.0) -> None:
         super().__init__()
         if not 0 < k <= n_features:
@@ -121,7 +123,7 @@ class TopKSAE(nn.Module):
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:
-        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
 
 
 def token_scale(tokens: NDArray[Any]) -> float:

@@ -40,7 +40,13 @@ from explain.sae_features import (
 )
 from explain.sparse_autoencoder import SAEConfig, SAEInfo, TopKSAE, sae_metrics, save_sae, train_sae
 from inference.bundle import Classifier
-from inference.dataset import LabelledImage, list_images, load_image, repeat_training_split
+from inference.dataset import (
+    LabelledImage,
+    limit_per_class,
+    list_images,
+    load_image,
+    repeat_training_split,
+)
 from inference.precision import bf16_fast
 from inference.preprocessing import preprocess
 from inference.registry import load_model, log_sae, resolve_model
@@ -59,7 +65,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder for sae-report.json and PNGs")
     p.add_argument("--sae-out", type=Path, help="SAE file (default: beside the bundled model)")
     p.add_argument("--real-slices", type=Path, help="labelled real slices .npz (real-slices)")
+    p.add_argument("--real-stride", type=int, default=1, help="every n-th real slice")
     p.add_argument("--train-on-real", action="store_true", help="add real slices to training")
+    p.add_argument(
+        "--train-per-class", type=int, default=0, help="at most N training images per class"
+    )
     p.add_argument("--cache", type=Path, help="token cache folder (default: a temp folder)")
     p.add_argument("--features", type=int, default=SAEConfig.n_features, help="dictionary size")
     p.add_argument("--k", type=int, default=SAEConfig.k, help="active features per token")
@@ -72,32 +82,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-mlflow", action="store_true", help="do not log the SAE to MLflow")
 
 
+CHUNK = 128  # images per cache file: an interrupted extraction keeps what it finished
+
+
 def _key(clf: Classifier, names: Sequence[str]) -> str:
     h = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
     return f"{clf.meta.name}-{clf.version}-{clf.image_size}-{h}"
 
 
 def _extract(
-    clf: Classifier, load: Any, n: int, key: str, cache: Path, quiet: bool, what: str
+    clf: Classifier, load: Any, names: Sequence[str], cache: Path, quiet: bool, what: str
 ) -> tuple[NDArray[np.float16], NDArray[np.float32]]:
-    """Tokens (N, h, w, C) float16 and brain fractions (N, h, w), from the cache if there."""
-    tok_file, brain_file = cache / f"{key}-tokens.npy", cache / f"{key}-brain.npy"
-    if tok_file.is_file() and brain_file.is_file():
-        log.info("%s tokens from the cache %s", what, tok_file)
-        return np.load(tok_file, mmap_mode="r"), np.load(brain_file)
+    """Tokens (N, h, w, C) float16 and brain fractions (N, h, w) of the images ``names``
+    (``load(a, b)`` gives images a..b-1), cached per chunk of images."""
     toks, brains = [], []
-    with progress_bar(n, "image", f"features ({what})", quiet) as bar:
-        for s in range(0, n, 32):
-            images = load(s, min(n, s + 32))
-            t = feature_tokens(clf.net, images, bf16_fast())
-            toks.append(t)
-            brains.append(grid_fractions(brain_masks(images), t.shape[1:3]))
-            bar.update(len(images))
-    tokens, brain = np.concatenate(toks), np.concatenate(brains)
     cache.mkdir(parents=True, exist_ok=True)
-    np.save(tok_file, tokens)
-    np.save(brain_file, brain)
-    return tokens, brain
+    with progress_bar(len(names), "image", f"features ({what})", quiet) as bar:
+        for s in range(0, len(names), CHUNK):
+            key = _key(clf, names[s : s + CHUNK])
+            tok_file, brain_file = cache / f"{key}-tokens.npy", cache / f"{key}-brain.npy"
+            if not (tok_file.is_file() and brain_file.is_file()):
+                images = load(s, min(len(names), s + CHUNK))
+                t = feature_tokens(clf.net, images, bf16_fast())
+                np.save(brain_file, grid_fractions(brain_masks(images), t.shape[1:3]))
+                np.save(tok_file, t)
+            toks.append(np.load(tok_file))
+            brains.append(np.load(brain_file))
+            bar.update(len(toks[-1]))
+            log.info("%s: features of %d of %d images", what, s + len(toks[-1]), len(names))
+    return np.concatenate(toks), np.concatenate(brains)
 
 
 def _jpeg_loader(clf: Classifier, items: Sequence[LabelledImage]) -> Any:
@@ -108,9 +121,14 @@ def _jpeg_loader(clf: Classifier, items: Sequence[LabelledImage]) -> Any:
     return load
 
 
-def _real_slices(path: Path, clf: Classifier) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+def _real_slices(
+    path: Path, clf: Classifier, stride: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Every ``stride``-th slice of a real-slices .npz and its labels."""
     with np.load(path) as z:
-        images, labels = z["images"].astype(np.float32), z["labels"].astype(np.int64)
+        step = max(1, stride)
+        images = z["images"][::step].astype(np.float32)
+        labels = z["labels"][::step].astype(np.int64)
     if images.shape[-1] != clf.image_size:
         raise InputError(f"{path}: slices of {images.shape[-1]} px, model {clf.image_size} px")
     return images, labels
@@ -184,19 +202,8 @@ def run(args: argparse.Namespace) -> int:
     cache = args.cache or Path(tempfile.gettempdir()) / "brainxai-sae-cache"
     items = list_images(args.data, clf.meta.classes)
     split = repeat_training_split(items, dict(clf.meta.extra.get("options", {})))
-    sets = {}
-    for name, part in (("train", split.train), ("validation", split.validation)):
-        key = _key(clf, [str(i.path) for i in part])
-        tokens, brain = _extract(clf, _jpeg_loader(clf, part), len(part), key, cache,
-                                 args.quiet, name)  # fmt: skip
-        sets[name] = (tokens, brain, np.array([i.label for i in part], dtype=np.int64))
-    real_images = None
-    if args.real_slices is not None:
-        real_images, real_labels = _real_slices(args.real_slices, clf)
-        key = _key(clf, [f"{args.real_slices.resolve()}:{args.real_slices.stat().st_size}"])
-        loader = _array_loader(real_images)
-        tokens, brain = _extract(clf, loader, len(real_images), key, cache, args.quiet, "real")
-        sets["real"] = (tokens, brain, real_labels)
+    train_side = _subset(split.train, args.train_per_class)
+    sets = _token_sets(args, clf, train_side, split.validation, cache)
     train_tokens = _training_tokens(sets, args.train_on_real)
     cfg = SAEConfig(n_features=args.features, k=args.k, lr=args.lr, epochs=args.epochs,
                     batch_size=args.batch_size, max_seconds=args.max_minutes * 60)  # fmt: skip
@@ -206,12 +213,17 @@ def run(args: argparse.Namespace) -> int:
                       "sae", args.quiet) as bar:  # fmt: skip
         sae, history = train_sae(train_tokens, cfg, lambda *_: bar.update(1))
     seconds = time.monotonic() - start
-    report = _report(args, clf, sae, cfg, sets, history, seconds, len(train_tokens))
     sae_file = args.sae_out or sae_path_for(clf.meta.name, clf.version)
     grid = sets["validation"][0].shape[1:3]
     info = SAEInfo(clf.meta.name, clf.version, grid=(int(grid[0]), int(grid[1])),
                    extra={"config": {k: float(v) for k, v in vars(cfg).items()}})  # fmt: skip
     save_sae(sae_file, sae, info)
+    report = _report(args, clf, sae, cfg, sets, history, seconds, split.validation)
+    report["data"] = {
+        "train_images": len(train_side), "train_per_class": args.train_per_class,
+        "validation_images": len(split.validation), "real_slices": str(args.real_slices or ""),
+        "real_stride": args.real_stride, "train_on_real": bool(args.train_on_real),
+    }  # fmt: skip
     report["sae_file"] = {"path": str(sae_file), "bytes": sae_file.stat().st_size}
     if not args.no_mlflow:
         bundle = resolve_model(args.model, settings.tracking_uri())
@@ -223,6 +235,36 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "sae-report.json").write_text(json.dumps(report, indent=1))
     _print_summary(report, args.out)
     return 0
+
+
+def _token_sets(
+    args: argparse.Namespace, clf: Classifier, train_side: Sequence[LabelledImage],
+    validation: Sequence[LabelledImage], cache: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """(tokens, brain fractions, labels) of the training side, validation and real slices."""
+    sets = {}
+    for name, part in (("train", train_side), ("validation", validation)):
+        names = [str(i.path) for i in part]
+        tokens, brain = _extract(clf, _jpeg_loader(clf, part), names, cache, args.quiet, name)
+        sets[name] = (tokens, brain, np.array([i.label for i in part], dtype=np.int64))
+    if args.real_slices is not None:
+        real_images, real_labels = _real_slices(args.real_slices, clf, args.real_stride)
+        tag = f"{args.real_slices.resolve()}:{args.real_slices.stat().st_size}:{args.real_stride}"
+        names = [f"{tag}:{i}" for i in range(len(real_images))]
+        loader = _array_loader(real_images)
+        tokens, brain = _extract(clf, loader, names, cache, args.quiet, "real")
+        sets["real"] = (tokens, brain, real_labels)
+    return sets
+
+
+def _subset(items: Sequence[LabelledImage], per_class: int) -> list[LabelledImage]:
+    """At most ``per_class`` images of each class, drawn in a seeded random order (all when
+    ``per_class`` <= 0); kept in their listed order."""
+    if per_class <= 0:
+        return list(items)
+    order = np.random.default_rng(0).permutation(len(items))
+    chosen = {id(it) for it in limit_per_class([items[i] for i in order], per_class)}
+    return [it for it in items if id(it) in chosen]
 
 
 def _array_loader(images: NDArray[np.float32]) -> Any:
@@ -240,7 +282,8 @@ def _training_tokens(sets: dict[str, Any], with_real: bool) -> NDArray[Any]:
 
 def _report(
     args: argparse.Namespace, clf: Classifier, sae: TopKSAE, cfg: SAEConfig,
-    sets: dict[str, Any], history: list[dict[str, float]], seconds: float, n_tokens: int,
+    sets: dict[str, Any], history: list[dict[str, float]], seconds: float,
+    val_items: Sequence[LabelledImage],
 ) -> dict[str, Any]:  # fmt: skip
     classes = list(clf.meta.classes)
     train_tokens = sets["train"][0]
@@ -253,7 +296,7 @@ def _report(
         "contribution": "mean_ij(z_f,ij) * (W_c . scale * W_dec[f]) (logit units)",
         "mostly_outside": "share of a feature's activation mass outside the brain > 0.5",
         "training": {
-            "tokens": int(n_tokens),
+            "tokens": int(np.prod(train_tokens.shape[:3])),
             "images": int(len(train_tokens)),
             "seconds": round(seconds, 1),
             "history": history,
@@ -269,18 +312,15 @@ def _report(
         if name == "validation":
             report["training"]["dead_on_validation"] = figures["reconstruction"]["dead_fraction"]
             report["features"] = _feature_rows(table, classes)
-            report["montages"] = _write_montages(args, clf, sae, sets, table, contrib)
+            report["montages"] = _write_montages(args, clf, sae, sets, table, contrib, val_items)
     return report
 
 
 def _write_montages(
     args: argparse.Namespace, clf: Classifier, sae: TopKSAE, sets: dict[str, Any],
-    table: FeatureTable, contrib: Any,
+    table: FeatureTable, contrib: Any, items: Sequence[LabelledImage],
 ) -> dict[str, list[int]]:  # fmt: skip
     tokens, _, labels = sets["validation"]
-    items = repeat_training_split(
-        list_images(args.data, clf.meta.classes), dict(clf.meta.extra.get("options", {}))
-    ).validation
     load = _jpeg_loader(clf, items)
     out: dict[str, list[int]] = {}
     args.out.mkdir(parents=True, exist_ok=True)
