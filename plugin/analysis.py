@@ -30,8 +30,10 @@ from explain.attribution import Attribution, explain
 from explain.options import CAM_METHODS, ExplainOptions
 from explain.quality import QualityMetrics, QualityOptions, brain_mass, quality_metrics
 from explain.rendering import add_text, display_window, overlay
+from explain.sae_features import sae_from_file
 from inference.bundle import BUNDLED_MODEL, Classifier, Prediction
 from inference.preprocessing import Preprocessed, preprocess, to_grey
+from vocabulary.errors import ModelError
 
 METHOD_LABELS = {
     "gradcam": "Grad-CAM",
@@ -52,10 +54,17 @@ def sae_path_for(model_name: str, version: str) -> Path:
 
 
 def with_sae(clf: Classifier, methods: Sequence[str], options: ExplainOptions) -> ExplainOptions:
-    """``options`` naming the model's SAE file when the ``sae`` method is asked for."""
-    if "sae" not in methods or options.sae_path:
+    """``options`` naming the model's SAE file when the ``sae`` method is asked for; an SAE
+    trained for another model version is refused (its features would mean nothing)."""
+    if "sae" not in methods:
         return options
-    return replace(options, sae_path=str(sae_path_for(clf.meta.name, clf.version)))
+    path = options.sae_path or str(sae_path_for(clf.meta.name, clf.version))
+    if Path(path).is_file():
+        info = sae_from_file(path)[1]
+        if (info.model_name, info.model_version) != (clf.meta.name, clf.version):
+            raise ModelError(f"the SAE {path} was trained for {info.model_name} version "
+                             f"{info.model_version}, not version {clf.version}")  # fmt: skip
+    return replace(options, sae_path=path)
 
 
 def prepare(clf: Classifier, images: Sequence[NDArray[Any]]) -> list[Preprocessed]:

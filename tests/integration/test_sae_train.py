@@ -92,6 +92,13 @@ def test_sae_train_writes_sae_report_montages_and_mlflow_artifact(
     result = json.loads((tmp_path / "ex" / "explanations.json").read_text())["results"][0]
     assert result["methods"]["sae"]["raw_min"] >= 0
     assert (tmp_path / "ex" / "0_sae_overlay.png").is_file()
+    other = tmp_path / "other.pt"
+    torch.manual_seed(1)
+    save_bundle(other, build_network(), BundleMeta(version="8", preprocess=PreprocessConfig(64)),
+                None)  # fmt: skip
+    wrong = ["explain", str(image), "--model", str(other), "--methods", "sae", "--no-curves"]
+    assert main([*wrong, "--out", str(tmp_path / "ex3")]) == 1
+    assert "not version 8" in capsys.readouterr().err
     monkeypatch.setenv("BRAINXAI_SAE", str(tmp_path / "missing.sae.pt"))
     assert main([*ex, "--out", str(tmp_path / "ex2"), "--no-curves"]) == 1
     assert "brainxai sae-train" in capsys.readouterr().err
