@@ -122,8 +122,9 @@ def test_targets_change_the_cam(dense: Any) -> None:
 
 def test_shapes_dtypes_ranges_all_methods(small: Any) -> None:
     net, x = small
-    res = explain(net, x[:2].numpy(), METHODS, None, FAST)
-    assert list(res) == list(METHODS)
+    methods = [m for m in METHODS if m != "sae"]  # needs an SAE file: test_sparse_autoencoder
+    res = explain(net, x[:2].numpy(), methods, None, FAST)
+    assert list(res) == methods
     for a in res.values():
         assert a.raw.shape == a.normalised.shape == (2, 32, 32)
         assert a.raw.dtype == a.normalised.dtype == np.float32
