@@ -200,3 +200,22 @@ def test_predict_without_model_is_503(tmp_path: Path) -> None:
     c = TestClient(make_app(tmp_path, with_model=False))
     r = c.post("/v1/predict", files={"file": ("a.png", phantom_png())}, headers=AUTH)
     assert r.status_code == 503 and r.json()["code"] == "model_unavailable"
+
+
+def test_sae_method_uses_the_models_sae_and_says_when_there_is_none(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """methods=sae: the bundled model's SAE (models/<name>-<version>.sae.pt) gives a map; a
+    missing SAE file is a 503 naming brainxai sae-train, not a crash."""
+    monkeypatch.delenv("BRAINXAI_SAE", raising=False)
+    data = sample_jpeg().read_bytes()
+    r = client.post("/v1/predict?methods=gradcam,sae", files={"file": ("a", data)}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    ex = r.json()["explanations"]["sae"]
+    raw = _png(ex["raw_png16"])
+    assert raw.size == (classifier().image_size,) * 2
+    assert 0.0 <= ex["quality"]["brain_mass"] <= 1.0
+    monkeypatch.setenv("BRAINXAI_SAE", str(tmp_path / "none.sae.pt"))
+    r = client.post("/v1/predict?methods=sae", files={"file": ("a", data)}, headers=AUTH)
+    assert r.status_code == 503, r.text
+    assert "brainxai sae-train" in r.text
