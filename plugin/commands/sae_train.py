@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         version = log_sae(settings.tracking_uri(), bundle, sae_file, figures)
         report["mlflow"] = {"registered_version": version, "artifact": f"sae/{sae_file.name}"}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sae-report.json").write_text(json.dumps(report, indent=1))
+    (args.out / "sae-report.json").write_text(report_json(report))
     _print_summary(report, args.out)
     return 0
 
@@ -338,6 +338,14 @@ def _write_montages(
         Image.fromarray(png).save(args.out / f"sae-features-{name}.png")
         out[name] = features
     return out
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """The report as indented JSON with one line per feature (about 2,000 of them)."""
+    rows = report.get("features", [])
+    text = json.dumps({**report, "features": "@FEATURES@"}, indent=1)
+    lines = ",\n  ".join(json.dumps(r) for r in rows)
+    return text.replace('"@FEATURES@"', f"[\n  {lines}\n ]" if rows else "[]")
 
 
 def _print_summary(report: dict[str, Any], out: Path) -> None:
