@@ -8,6 +8,7 @@ summary. ``Classifier`` wraps a loaded bundle for batched, calibrated prediction
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,11 @@ class Classifier:
         )
 
 
+def _first_line(exc: BaseException) -> str:
+    """torch's refusals run to many lines of advice; the first says what was wrong."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def load_bundle(path: Path | str | None = None) -> Classifier:
     """Load a bundle file; None means the model shipped in the repository."""
     p = Path(path) if path is not None else BUNDLED_MODEL
@@ -157,8 +163,8 @@ def load_bundle(path: Path | str | None = None) -> Classifier:
         raise ModelError(f"model file not found: {p}")
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, EOFError) as exc:
-        raise ModelError(f"cannot read model file {p}: {exc}") from exc
+    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise ModelError(f"cannot read model file {p}: {_first_line(exc)}") from exc
     if not isinstance(payload, dict) or payload.get("format") != "brainxai-bundle/1":
         raise ModelError(f"{p} is not a brainxai model bundle")
     m = payload["meta"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from inference.bundle import load_bundle
 from inference.training import _weights_of
 from vocabulary.errors import ModelError
 
@@ -33,4 +34,14 @@ def test_a_file_with_code_is_refused_without_running_it(tmp_path: Path) -> None:
     torch.save({"model": {"w": torch.ones(2)}, "extra": Payload()}, path)
     with pytest.raises(ModelError, match="not a plain weights file"):
         _weights_of(path)
+    assert not marker.exists()
+
+
+def test_a_bundle_holding_code_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = Path("/tmp/brainxai-pwned")
+    marker.unlink(missing_ok=True)
+    path = tmp_path / "hostile-bundle.pt"
+    torch.save({"format": "brainxai-bundle/1", "meta": Payload()}, path)
+    with pytest.raises(ModelError, match="cannot read model file"):
+        load_bundle(path)
     assert not marker.exists()
