@@ -68,6 +68,12 @@ METRIC_CODES = {
     "insertion_auc": private("BXAI-INSAUC", "Insertion curve area (higher is better)"),
     "deletion_auc_random": private("BXAI-DELAUC-RND", "Deletion curve area of a random map"),
     "insertion_auc_random": private("BXAI-INSAUC-RND", "Insertion curve area of a random map"),
+    "road_deletion_auc": private(
+        "BXAI-ROADDEL", "ROAD deletion curve area, imputed pixels (lower is better)"
+    ),
+    "road_deletion_auc_random": private(
+        "BXAI-ROADDEL-RND", "ROAD deletion curve area of a random map"
+    ),
     "head_fraction": private("BXAI-HEADFRAC", "Head share of the image"),
     "n_slices": private("BXAI-QSLICES", "Slices used for the explanation quality"),
 }

@@ -7,7 +7,7 @@ units and ``normalised`` to [0, 1] for display and for the quality metrics.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from torch import nn
 
 from explain import cam, gradients, occlusion, sae_features
 from explain.model_access import as_batch, as_targets, evaluating, logits_of, to_numpy
-from explain.options import CAM_METHODS, METHODS, ExplainOptions
+from explain.options import CAM_METHODS, GRADIENT_METHODS, METHODS, ExplainOptions
 from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def normalise(raw: FloatMaps, method: str, clip_percentile: float = 99.5) -> Flo
     else:
         flat = np.clip(flat, 0.0, None)
         lo = np.zeros((flat.shape[0], 1))
-        if method in ("saliency", "smoothgrad"):
+        if method in GRADIENT_METHODS:
             hi = np.percentile(flat, clip_percentile, axis=1, keepdims=True)
         else:
             hi = flat.max(axis=1, keepdims=True)
@@ -97,30 +97,17 @@ def explain(
     names = parse_methods(methods)
     x = as_batch(images)
     t = as_targets(targets, x.shape[0])
-    size = x.shape[-1]
     maps: dict[str, torch.Tensor] = {}
     head: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
     with evaluating(net):
-        if CAM_METHODS & set(names):
-            hg, sal = _head_gradients_batched(net, x, t, opts, "saliency" in names)
-            if sal is not None:
-                maps["saliency"] = sal
-            t = hg.targets
-            head = (to_numpy(hg.logits), to_numpy(hg.fmap.mean(dim=(2, 3))))
-            for name in CAM_METHODS & set(names):
-                fn = cam.gradcam if name == "gradcam" else cam.gradcampp
-                maps[name] = fn(hg, size)
+        cams = [n for n in names if n in CAM_METHODS]
+        if cams:
+            t, head = _cam_maps(net, x, t, opts, cams, "saliency" in names, maps)
         if t is None:
             t = logits_of(net, x, opts.bf16, opts.batch_size).argmax(1)
         for name in names:
-            if name == "saliency" and name not in maps:
-                maps[name] = gradients.saliency(net, x, t, opts)
-            elif name == "smoothgrad":
-                maps[name] = gradients.smoothgrad(net, x, t, opts)
-            elif name == "occlusion":
-                maps[name] = occlusion.occlusion(net, x, t, opts)
-            elif name == "sae":
-                maps[name] = sae_features.sae_maps(net, x, t, opts)
+            if name not in maps:
+                maps[name] = _gradient_map(net, x, t, opts, name)
     target_arr = t.numpy().astype(np.int64)
     result = {}
     for name in names:
@@ -129,6 +116,99 @@ def explain(
         logits, pooled = head if head is not None else (None, None)
         result[name] = Attribution(name, raw, norm, target_arr, logits, pooled)
     return result
+
+
+def _gradient_map(
+    net: nn.Module, x: torch.Tensor, t: torch.Tensor, opts: ExplainOptions, name: str
+) -> torch.Tensor:
+    if name == "saliency":
+        return gradients.saliency(net, x, t, opts)
+    if name == "smoothgrad":
+        return gradients.smoothgrad(net, x, t, opts)
+    if name == "smoothgrad-sq":
+        return gradients.smoothgrad(net, x, t, opts, squared=True)
+    if name == "gradinput":
+        return gradients.gradient_x_input(net, x, t, opts)
+    if name == "sae":
+        return sae_features.sae_maps(net, x, t, opts)
+    return occlusion.occlusion(net, x, t, opts)
+
+
+def _cam_maps(
+    net: nn.Module,
+    x: torch.Tensor,
+    t: torch.Tensor | None,
+    opts: ExplainOptions,
+    cams: Sequence[str],
+    saliency: bool,
+    maps: dict[str, torch.Tensor],
+) -> tuple[torch.Tensor, tuple[NDArray[np.float32], NDArray[np.float32]]]:
+    """CAM maps (and saliency, from the final layer's pass) into ``maps``; the targets
+    and the head outputs (logits, pooled features) of the first pass."""
+    first, *rest = sorted({cam.cam_spec(n)[1] for n in cams})  # final layer first
+    hg = _cam_pass(net, x, t, opts, first, saliency, maps)
+    t = hg.targets
+    head = (to_numpy(hg.logits), to_numpy(hg.pooled_features()))
+    _fill(maps, cams, first, hg, x.shape[-1])
+    for block3 in rest:
+        _fill(maps, cams, block3, _cam_pass(net, x, t, opts, block3, False, maps), x.shape[-1])
+    return t, head
+
+
+def _cam_pass(
+    net: nn.Module,
+    x: torch.Tensor,
+    t: torch.Tensor | None,
+    opts: ExplainOptions,
+    block3: bool,
+    saliency: bool,
+    maps: dict[str, torch.Tensor],
+) -> cam.HeadGradients:
+    if block3:
+        return _chunked(x, t, opts, lambda xs, tt: cam.block3_gradients(net, xs, tt, opts.bf16))
+    hg, sal = _head_gradients_batched(net, x, t, opts, saliency)
+    if sal is not None:
+        maps["saliency"] = sal
+    return hg
+
+
+def _fill(
+    maps: dict[str, torch.Tensor],
+    cams: Sequence[str],
+    block3: bool,
+    hg: cam.HeadGradients,
+    size: int,
+) -> None:
+    for name in cams:
+        fn, at_block3 = cam.cam_spec(name)
+        if at_block3 == block3:
+            maps[name] = fn(hg, size)
+
+
+def _chunked(
+    x: torch.Tensor,
+    t: torch.Tensor | None,
+    opts: ExplainOptions,
+    fn: Callable[[torch.Tensor, torch.Tensor | None], cam.HeadGradients],
+) -> cam.HeadGradients:
+    parts = [
+        fn(x[s : s + opts.batch_size], None if t is None else t[s : s + opts.batch_size])
+        for s in range(0, x.shape[0], opts.batch_size)
+    ]
+    return _merge(parts)
+
+
+def _merge(parts: Sequence[cam.HeadGradients]) -> cam.HeadGradients:
+    if len(parts) == 1:
+        return parts[0]
+    pooled = [p.pooled for p in parts]
+    return cam.HeadGradients(
+        fmap=torch.cat([p.fmap for p in parts]),
+        grads=torch.cat([p.grads for p in parts]),
+        logits=torch.cat([p.logits for p in parts]),
+        targets=torch.cat([p.targets for p in parts]),
+        pooled=None if any(p is None for p in pooled) else torch.cat(pooled),  # type: ignore[arg-type]
+    )
 
 
 def _head_gradients_batched(
@@ -147,12 +227,4 @@ def _head_gradients_batched(
         else:
             parts.append(cam.head_gradients(net, xs, tt, opts.bf16))
     maps = torch.cat(sal) if sal else None
-    if len(parts) == 1:
-        return parts[0], maps
-    merged = cam.HeadGradients(
-        fmap=torch.cat([p.fmap for p in parts]),
-        grads=torch.cat([p.grads for p in parts]),
-        logits=torch.cat([p.logits for p in parts]),
-        targets=torch.cat([p.targets for p in parts]),
-    )
-    return merged, maps
+    return _merge(parts), maps

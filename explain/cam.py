@@ -1,15 +1,22 @@
-"""Grad-CAM and Grad-CAM++ on the feature map after DenseNet169's final ReLU.
+"""Class activation maps: Grad-CAM, Grad-CAM++, HiResCAM and LayerCAM.
+
+At the final layer (DenseNet169's last ReLU, 6 x 6 at 192 px) and at the end of dense
+block 3 (transition 3's normalised, activated input: 12 x 12 at 192 px, methods "-b3").
 
 The trunk runs once without an autograd graph (bf16 autocast); only the classifier head
 (global average pool + linear) is differentiated, with respect to the detached feature
 map. With saliency asked for as well, ``head_and_input_gradients`` runs the trunk once with
 a graph and one backward gives both (saliency needs that graph anyway). Each sample's own
 target logit is differentiated, so batches never mix targets.
-References: Selvaraju et al. 2017 (Grad-CAM), Chattopadhay et al. 2018 (Grad-CAM++).
+References: Selvaraju et al. 2017 (Grad-CAM), Chattopadhay et al. 2018 (Grad-CAM++),
+Draelos and Carin 2020 (HiResCAM), Jiang et al. 2021 (LayerCAM). With a pooled-linear head,
+HiResCAM at the final layer equals Grad-CAM (the gradient is the same at every position),
+so it is offered at block 3 only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +34,10 @@ class HeadGradients:
     grads: torch.Tensor  # (N, C, h, w) d target logit / d activations
     logits: torch.Tensor  # (N, K) float32
     targets: torch.Tensor  # (N,) int64
+    pooled: torch.Tensor | None = None  # final pooled features when fmap is an earlier layer
+
+    def pooled_features(self) -> torch.Tensor:
+        return self.fmap.mean(dim=(2, 3)) if self.pooled is None else self.pooled
 
 
 def head_gradients(
@@ -86,3 +97,61 @@ def gradcampp(hg: HeadGradients, size: int) -> torch.Tensor:
     weights = (torch.relu(g) * alpha).sum(dim=(2, 3), keepdim=True)
     cam = torch.relu((weights * hg.fmap).sum(dim=1))
     return upsample(cam, size)
+
+
+def hirescam(hg: HeadGradients, size: int) -> torch.Tensor:
+    """ReLU of the channel sum of gradient x activation, position by position."""
+    return upsample(torch.relu((hg.grads * hg.fmap).sum(dim=1)), size)
+
+
+def layercam(hg: HeadGradients, size: int) -> torch.Tensor:
+    """ReLU of the channel sum of positive gradient x activation (Jiang et al. 2021)."""
+    return upsample(torch.relu((torch.relu(hg.grads) * hg.fmap).sum(dim=1)), size)
+
+
+CamFn = Callable[[HeadGradients, int], torch.Tensor]
+WEIGHTINGS: dict[str, CamFn] = {
+    "gradcam": gradcam,
+    "gradcampp": gradcampp,
+    "hirescam": hirescam,
+    "layercam": layercam,
+}
+BLOCK3 = "-b3"
+
+
+def cam_spec(method: str) -> tuple[CamFn, bool]:
+    """(map function, at block 3?) of a CAM method name such as "layercam-b3"."""
+    base = method.removesuffix(BLOCK3)
+    return WEIGHTINGS[base], method.endswith(BLOCK3)
+
+
+def block3_gradients(
+    net: nn.Module, x: torch.Tensor, targets: torch.Tensor | None, bf16: bool
+) -> HeadGradients:
+    """Activations A = relu(norm(dense block 3 output)) and d target logit / d A.
+
+    The trunk up to A runs without a graph; transition 3's convolution and pooling, dense
+    block 4, norm5 and the head run with one (the head in float32).
+    """
+    feats = feature_extractor(net)
+    layers = dict(feats.named_children())
+    names = list(layers)
+    cut = names.index("transition3")
+    trans = dict(layers["transition3"].named_children())  # norm, relu, conv, pool
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        h = x
+        for name in names[:cut]:
+            h = layers[name](h)
+        act = torch.relu(trans["norm"](h)).float()
+    act.requires_grad_(True)
+    with torch.enable_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            h = trans["pool"](trans["conv"](act))
+            for name in names[cut + 1 :]:
+                h = layers[name](h)
+            fmap = torch.relu(h)
+        pooled, logits = head_forward(net, fmap.float())
+        t = logits.detach().argmax(1) if targets is None else targets
+        score = logits.gather(1, t[:, None]).sum()
+        (grads,) = torch.autograd.grad(score, act)
+    return HeadGradients(act.detach(), grads, logits.detach().float(), t, pooled.detach())

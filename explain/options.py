@@ -7,9 +7,25 @@ from dataclasses import dataclass, field
 from inference.precision import bf16_fast
 
 METHODS: tuple[str, ...] = (
-    "gradcam", "gradcampp", "saliency", "smoothgrad", "occlusion", "sae",
-)  # fmt: skip
-CAM_METHODS: frozenset[str] = frozenset({"gradcam", "gradcampp"})
+    "gradcam",
+    "gradcampp",
+    "layercam",
+    "gradcam-b3",
+    "hirescam-b3",
+    "layercam-b3",
+    "saliency",
+    "smoothgrad",
+    "smoothgrad-sq",
+    "gradinput",
+    "occlusion",
+    "sae",
+)
+CAM_METHODS: frozenset[str] = frozenset(
+    {"gradcam", "gradcampp", "layercam", "gradcam-b3", "hirescam-b3", "layercam-b3"}
+)
+GRADIENT_METHODS: frozenset[str] = frozenset(
+    {"saliency", "smoothgrad", "smoothgrad-sq", "gradinput"}
+)
 
 
 @dataclass(frozen=True)

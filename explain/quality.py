@@ -5,6 +5,11 @@
 - ``deletion_insertion``: target-class probability as the most important pixels are
   removed (deletion, lower area = more faithful) or revealed (insertion, higher = better),
   after Petsiuk et al. 2018 (RISE), reported next to the same curves for a random map.
+- ``road_deletion_auc``: the deletion curve (most relevant first) with the removed pixels
+  imputed from their neighbours (ROAD, Rong et al. 2022; explain.imputation) instead of a
+  constant, so the curve measures lost information, not out-of-distribution images. It
+  runs from 0 to (steps - 1) / steps removed (all removed leaves nothing to impute from),
+  its area divided by that span; next to it the same curve of the random map.
 - ``randomisation_rank_corr``: Spearman correlation between a method's maps from the
   model and from a copy whose top layers are re-initialised (Adebayo et al. 2018);
   a method that explains the model, not the image, gives a low correlation.
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +29,7 @@ from scipy import ndimage, stats
 from torch import nn
 
 from explain.attribution import Attribution, explain
+from explain.imputation import linear_imputation
 from explain.model_access import as_batch, as_targets, evaluating, target_probability
 from explain.options import ExplainOptions
 from inference.precision import bf16_fast
@@ -51,6 +57,8 @@ class QualityOptions:
     temperature: float = 1.0
     mask_threshold: float = 0.1
     seed: int = 0
+    road: bool = True  # ROAD deletion curves too (steps - 1 more forwards per map)
+    road_noise: float = 0.01  # imputation noise, in units of the [0, 1] image
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ class QualityMetrics:
     deletion_auc_random: float
     insertion_auc_random: float
     head_fraction: float = 0.0  # chance level of brain_mass
+    road_deletion_auc: float = float("nan")
+    road_deletion_auc_random: float = float("nan")
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -128,19 +138,25 @@ def _curve_images(
     ranks: NDArray[np.int64],
     base_del: FloatArray,
     base_ins: FloatArray,
-    steps: int,
+    opts: QualityOptions,
+    rng: np.random.Generator,
 ) -> FloatArray:
-    """Intermediate deletion then insertion images, (2 * (steps - 1), S, S)."""
+    """Intermediate deletion, insertion and (with ``road``) ROAD deletion images,
+    ((2 or 3) * (steps - 1), S, S)."""
     n = image.size
-    dels, ins = [], []
+    steps = max(2, opts.steps)
+    dels, ins, road = [], [], []
     for k in range(1, steps):
         top = ranks < round(n * k / steps)
         dels.append(np.where(top, base_del, image))
         ins.append(np.where(top, image, base_ins))
-    return np.stack(dels + ins).astype(np.float32)
+        if opts.road:
+            road.append(linear_imputation(image, top, opts.road_noise, rng))
+    return np.stack(dels + ins + road).astype(np.float32)
 
 
 def _auc(points: NDArray[Any]) -> float:
+    """Mean height of a curve over equally spaced points (area over a unit span)."""
     xs = np.linspace(0.0, 1.0, len(points))
     return float(np.trapezoid(points, xs))
 
@@ -150,26 +166,31 @@ def _curve_inputs(
 ) -> FloatArray:
     """The images whose target probability draws the curves of ``maps`` over one image:
     the image, the two baselines, then each map's intermediate deletion/insertion images."""
-    steps = max(2, opts.steps)
     sigma = opts.blur_sigma
     base_del = _baseline(image, opts.deletion_baseline, sigma)
     base_ins = _baseline(image, opts.insertion_baseline, sigma)
     parts = [np.stack([image, base_del, base_ins])]
-    parts += [_curve_images(image, _ranks(m, rng), base_del, base_ins, steps) for m in maps]
+    parts += [_curve_images(image, _ranks(m, rng), base_del, base_ins, opts, rng) for m in maps]
     return np.concatenate(parts)
 
 
-def _curve_aucs(p: NDArray[Any], n_maps: int, steps: int) -> list[tuple[float, float]]:
-    """(deletion AUC, insertion AUC) per map from the probabilities of ``_curve_inputs``."""
-    steps = max(2, steps)
+Aucs = tuple[float, float, float]  # deletion, insertion, ROAD deletion (NaN without road)
+
+
+def _curve_aucs(p: NDArray[Any], n_maps: int, opts: QualityOptions) -> list[Aucs]:
+    """(deletion, insertion, ROAD deletion AUC) per map from ``_curve_inputs``' probabilities."""
+    steps = max(2, opts.steps)
     p_img, p_del, p_ins = float(p[0]), float(p[1]), float(p[2])
     out = []
-    per_map = 2 * (steps - 1)
+    per_map = (3 if opts.road else 2) * (steps - 1)
     for j in range(n_maps):
         mid = p[3 + j * per_map : 3 + (j + 1) * per_map]
         deletion = np.concatenate([[p_img], mid[: steps - 1], [p_del]])
-        insertion = np.concatenate([[p_ins], mid[steps - 1 :], [p_img]])
-        out.append((_auc(deletion), _auc(insertion)))
+        insertion = np.concatenate([[p_ins], mid[steps - 1 : 2 * (steps - 1)], [p_img]])
+        road = float("nan")
+        if opts.road:
+            road = _auc(np.concatenate([[p_img], mid[2 * (steps - 1) :]]))
+        out.append((_auc(deletion), _auc(insertion), road))
     return out
 
 
@@ -190,10 +211,10 @@ def _curves(
     target: int,
     opts: QualityOptions,
     rng: np.random.Generator,
-) -> list[tuple[float, float]]:
-    """(deletion AUC, insertion AUC) for each map of one image, in one batched pass."""
+) -> list[Aucs]:
+    """(deletion, insertion, ROAD deletion AUC) for each map of one image, in one pass."""
     (p,) = _probabilities(net, [_curve_inputs(image, maps, opts, rng)], [target], opts)
-    return _curve_aucs(p, len(maps), opts.steps)
+    return _curve_aucs(p, len(maps), opts)
 
 
 def deletion_insertion(
@@ -206,10 +227,25 @@ def deletion_insertion(
     """(deletion AUC, insertion AUC) of one (S, S) image in [0, 1] and its map."""
     opts = options or QualityOptions()
     img = np.asarray(image, dtype=np.float32).reshape(np.shape(attribution_map))
+    rng = np.random.default_rng(opts.seed)
     with evaluating(net):
-        return _curves(net, img, [attribution_map], target, opts, np.random.default_rng(opts.seed))[
-            0
-        ]
+        d, i, _ = _curves(net, img, [attribution_map], target, replace(opts, road=False), rng)[0]
+    return d, i
+
+
+def road_deletion(
+    net: nn.Module,
+    image: NDArray[Any],
+    attribution_map: NDArray[Any],
+    target: int,
+    options: QualityOptions | None = None,
+) -> float:
+    """ROAD deletion AUC (most relevant first, imputed pixels) of one image and its map."""
+    opts = replace(options or QualityOptions(), road=True)
+    img = np.asarray(image, dtype=np.float32).reshape(np.shape(attribution_map))
+    rng = np.random.default_rng(opts.seed)
+    with evaluating(net):
+        return _curves(net, img, [attribution_map], target, opts, rng)[0][2]
 
 
 def random_deletion_insertion(
@@ -220,8 +256,10 @@ def random_deletion_insertion(
     img = np.asarray(image, dtype=np.float32)
     img = img.reshape(img.shape[-2:])
     rng = np.random.default_rng(opts.seed)
+    opts = replace(opts, road=False)
     with evaluating(net):
-        return _curves(net, img, [rng.random(img.shape)], target, opts, rng)[0]
+        d, i, _ = _curves(net, img, [rng.random(img.shape)], target, opts, rng)[0]
+    return d, i
 
 
 def quality_metrics(
@@ -234,8 +272,8 @@ def quality_metrics(
     """Metrics of every map of a batch, per method; one batched pass for all images.
 
     The random-map curves and the curve endpoints are shared by all methods. Cost per
-    image: about 3 + 2 * (steps - 1) * (methods + 1) forwards, e.g. 45 for two methods
-    at 8 steps.
+    image: about 3 + k * (steps - 1) * (methods + 1) forwards (k = 3 with ROAD, else 2),
+    e.g. 66 for two methods at 8 steps with ROAD.
     """
     opts = options or QualityOptions()
     imgs = np.asarray(images, dtype=np.float32).reshape(-1, *np.shape(images)[-2:])
@@ -254,12 +292,13 @@ def quality_metrics(
         probs = _probabilities(net, batches, targets, opts) if batches else []
     n_maps = len(names) + int(opts.random_map)
     for i, p in enumerate(probs):
-        aucs = _curve_aucs(p, n_maps, opts.steps)
-        rand = aucs[-1] if opts.random_map else (float("nan"), float("nan"))
+        aucs = _curve_aucs(p, n_maps, opts)
+        nan = float("nan")
+        rand = aucs[-1] if opts.random_map else (nan, nan, nan)
         frac = float(np.mean(masks[i]))
-        for n, (d, ins) in zip(names, aucs, strict=False):
+        for n, (d, ins, road) in zip(names, aucs, strict=False):
             mass = brain_mass(attributions[n].raw[i], masks[i])
-            out[n].append(QualityMetrics(mass, d, ins, rand[0], rand[1], frac))
+            out[n].append(QualityMetrics(mass, d, ins, rand[0], rand[1], frac, road, rand[2]))
     return out
 
 

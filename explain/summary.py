@@ -17,6 +17,8 @@ METRICS = (
     "deletion_auc_random",
     "insertion_auc_random",
     "head_fraction",
+    "road_deletion_auc",
+    "road_deletion_auc_random",
 )
 OUTSIDE_BRAIN = 0.5  # brain_mass below this: most positive attribution lies outside the head
 

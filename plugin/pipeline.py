@@ -213,6 +213,8 @@ def _mean_metrics(rows: Sequence[QualityMetrics]) -> dict[str, float]:
         "insertion_auc",
         "deletion_auc_random",
         "insertion_auc_random",
+        "road_deletion_auc",
+        "road_deletion_auc_random",
     )
     out = {k: float(np.mean([getattr(r, k) for r in rows])) for k in keys}
     out["n_slices"] = float(len(rows))
