@@ -55,6 +55,9 @@ N_ASSESSED = private("BXAI-NASSESSED", "Slices assessed (eligible for the vote)"
 N_VOTES = private("BXAI-NVOTES", "Assessed slices voting for the finding")
 OVERLAY = private("BXAI-OVERLAY", "Heatmap overlay image (Secondary Capture)")
 OUTSIDE_BRAIN = private("BXAI-OUTSIDE", "Heatmap mass mostly outside the brain")
+FAILS_CHECKS = private(
+    "BXAI-FAILS", "Explanation fails its own quality checks (brain mass, deletion, insertion)"
+)
 METHOD_CODES = {
     "gradcam": private("BXAI-GRADCAM", "Grad-CAM"),
     "gradcampp": private("BXAI-GRADCAMPP", "Grad-CAM++"),

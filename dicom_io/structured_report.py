@@ -25,7 +25,9 @@ qualitative findings, references to the images and to our other result objects):
           explanation method; Algorithm; IMAGE Source of Measurement = our Parametric Map of
           that method; IMAGE "Heatmap overlay image" per Secondary Capture showing it;
           NUM explanation-quality figures (UCUM "1"); CODE heatmap mostly outside the brain
-          = Yes/No (SCT), Yes if its mass inside the brain is below 0.5
+          = Yes/No (SCT), Yes if its mass inside the brain is below 0.5; CODE explanation
+          fails its own quality checks = Yes/No (vocabulary.explanation_checks: brain mass
+          low, or deletion, ROAD deletion or insertion worse than the random map's)
 
 The first NUM of every group is INFERRED FROM (TID 300/320) a region on the deciding slice
 (dicom_io.finding_region): TID 1500 viewers such as OHIF show a group only on the image a
@@ -78,12 +80,13 @@ from dicom_io.series import Series
 from dicom_io.uids import derived_uid, instance_uid, series_uid
 from vocabulary.decisions import SeriesDecision
 from vocabulary.errors import InputError
+from vocabulary.explanation_checks import BRAIN_MASS_MIN, failed_checks
 from vocabulary.sentence import series_sentence, study_sentence
 
 log = logging.getLogger(__name__)
 
 OBJECT_TYPE = "sr"
-OUTSIDE_BRAIN_THRESHOLD = 0.5
+OUTSIDE_BRAIN_THRESHOLD = BRAIN_MASS_MIN
 
 Metrics = Mapping[str, Mapping[str, Mapping[str, float]]]  # series UID -> method -> name -> value
 # series UID -> method -> relevance (0..1) on the series' deciding slice, its pixel grid
@@ -290,6 +293,10 @@ def _explanation_group(
         outside = float(mass) < OUTSIDE_BRAIN_THRESHOLD
         evaluations.append(
             hd.sr.QualitativeEvaluation(codes.OUTSIDE_BRAIN, codes.YES if outside else codes.NO)
+        )
+        failed = failed_checks(values)
+        evaluations.append(
+            hd.sr.QualitativeEvaluation(codes.FAILS_CHECKS, codes.YES if failed else codes.NO)
         )
     maps = [
         hd.sr.SourceImageForMeasurementGroup(o.sop_class_uid, o.sop_instance_uid)

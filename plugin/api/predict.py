@@ -40,6 +40,7 @@ from plugin.api.schemas import MethodExplanation, ModelRef, PredictResponse, Sou
 from plugin.model_service import LoadedModel
 from plugin.sniff import decode_raster, kind_of
 from vocabulary.errors import InputError
+from vocabulary.explanation_checks import failed_checks
 from vocabulary.sentence import image_sentence
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ def _explanation(
     return MethodExplanation(
         method=attribution.method,
         quality=quality,
+        failed_checks=list(failed_checks(quality)),
         overlay_png=data_url(encode_png(rgb)),
         raw_png16=data_url(raw_png16(np.asarray(attribution.raw[0]))),
         seconds=round(time.perf_counter() - t0, 4),

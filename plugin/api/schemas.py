@@ -46,6 +46,12 @@ class MethodExplanation(BaseModel):
         description="explain.quality metrics: brain_mass, head_fraction (chance level of "
         "brain_mass); with quality=full also deletion/insertion AUCs and random-map references",
     )
+    failed_checks: list[str] = Field(
+        default_factory=list,
+        description="Quality checks this explanation fails (empty: none failed): brain_mass "
+        "(below 0.5), and with quality=full deletion, road_deletion (area above the random "
+        "map's) and insertion (below it). A failing map is a hint at best, not evidence",
+    )
     overlay_png: str = Field(..., description="data:image/png;base64 heatmap blended on image")
     raw_png16: str = Field(
         ...,

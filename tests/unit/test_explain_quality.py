@@ -17,6 +17,7 @@ from explain.quality import (
     random_deletion_insertion,
     randomisation_rank_corr,
     randomised_copy,
+    road_deletion,
     spearman,
 )
 from explain.summary import MetricRow, summarise_method
@@ -60,6 +61,7 @@ class RegionNet(nn.Module):
 LEFT = np.zeros((S, S), dtype=bool)
 LEFT[:, : S // 2] = True
 OPTS = QualityOptions(steps=8, insertion_baseline="zero", bf16=False)
+ROAD = QualityOptions(steps=8, insertion_baseline="zero", bf16=False, road_noise=0.0)
 
 
 def test_brain_mass_inside_outside_half_and_empty() -> None:
@@ -166,3 +168,35 @@ def test_summary_keys_and_shares() -> None:
     assert s["per_class"]["a"]["share_brain_mass_below_0_5"] == pytest.approx(0.5)
     assert s["per_class"]["b"]["brain_mass"]["mean"] == pytest.approx(0.7)
     assert s["incorrect"]["n"] == 1
+
+
+def test_road_deletion_ranks_the_map_of_the_evidence_first() -> None:
+    """Evidence = bright left half; removing it first (imputed from the dark right half)
+    drops the probability, removing the dark half first imputes dark from dark and the
+    left half from bright remains: the class stays."""
+    net = RegionNet()
+    image = np.where(LEFT, 1.0, 0.0).astype(np.float32)
+    good = road_deletion(net, image, LEFT.astype(np.float32), 0, ROAD)
+    wrong = road_deletion(net, image, (~LEFT).astype(np.float32), 0, ROAD)
+    assert good < wrong - 0.2
+    assert 0.0 <= good <= 1.0 and 0.0 <= wrong <= 1.0
+    # the plain curve is not the ROAD curve
+    assert deletion_insertion(net, image, LEFT.astype(np.float32), 0, ROAD)[0] != good
+
+
+def test_quality_metrics_report_road_with_its_random_reference() -> None:
+    net = RegionNet()
+    image = np.where(LEFT, 1.0, 0.0).astype(np.float32)
+    order = np.arange(S * S, dtype=np.float32).reshape(S, S) / (S * S)  # no ties
+    maps = np.stack([LEFT + order, ~LEFT + order]).astype(np.float32)
+    attrs = {"a": Attribution("a", maps, maps, np.array([0, 0]))}
+    q = quality_metrics(net, np.stack([image, image]), attrs, np.stack([LEFT, LEFT]), ROAD)["a"]
+    assert q[0].road_deletion_auc < q[1].road_deletion_auc
+    assert q[0].road_deletion_auc == pytest.approx(
+        road_deletion(net, image, maps[0], 0, ROAD), abs=1e-6
+    )
+    # random removal is imputed from bright neighbours: the class stays
+    assert q[0].road_deletion_auc < q[0].road_deletion_auc_random
+    one = {"a": Attribution("a", maps[:1], maps[:1], np.array([0]))}
+    off = quality_metrics(net, image[None], one, LEFT[None], QualityOptions(road=False))["a"]
+    assert np.isnan(off[0].road_deletion_auc) and np.isfinite(off[0].deletion_auc)

@@ -114,8 +114,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     metrics = {
         first.series_instance_uid: {
             "gradcam": {"brain_mass": 0.42, "deletion_auc": 0.21, "n_slices": 2.0,
-                        "outside_brain": 1.0},
-            "saliency": {"brain_mass": 0.81, "insertion_auc": 0.55},
+                        "outside_brain": 1.0, "deletion_auc_random": 0.18},
+            "saliency": {"brain_mass": 0.81, "insertion_auc": 0.55,
+                         "insertion_auc_random": 0.5},
         }
     }  # fmt: skip
     sr = build_report(
@@ -268,10 +269,13 @@ def test_explanation_groups_reference_our_maps_and_overlays(built: Built, read: 
         g.tracking_identifier: [q.value.value for q in g.get_qualitative_evaluations()]
         for g in (gradcam, saliency)
     }
+    # [mostly outside the brain, fails its own checks]
     assert flags == {
-        gradcam.tracking_identifier: [std.SCT.Yes.value],  # 0.42 inside: mostly outside
-        saliency.tracking_identifier: [std.SCT.No.value],
+        gradcam.tracking_identifier: [std.SCT.Yes.value, std.SCT.Yes.value],  # 0.42 inside
+        saliency.tracking_identifier: [std.SCT.No.value, std.SCT.No.value],  # 0.55 > 0.5
     }
+    names = [q.name.value for q in gradcam.get_qualitative_evaluations()]
+    assert names == [codes.OUTSIDE_BRAIN.value, codes.FAILS_CHECKS.value]
 
 
 def test_codes_are_standard_or_declared_and_readable(built: Built) -> None:
