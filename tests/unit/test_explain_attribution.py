@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from explain import cam
 from explain.activations import strongest_activations, top_activations
 from explain.attribution import METHODS, explain, normalise, parse_methods
 from explain.options import ExplainOptions
@@ -198,3 +199,43 @@ def test_gradcam_with_saliency_in_one_pass_equals_each_alone(small: Any, batch_s
     assert both["saliency"].raw.max() > 0
     assert both["saliency"].logits is not None
     np.testing.assert_allclose(both["saliency"].logits, cam.logits, rtol=1e-5, atol=1e-6)
+
+
+def test_layercam_and_gradient_variants_known_answers() -> None:
+    """TinyNet: the target channel's gradient is 1/hw at every position (0 elsewhere), so
+    LayerCAM = Grad-CAM; the input gradient is 1/256, so gradient x input = x / 256 and
+    SmoothGrad-squared = 1/256^2 while the noise keeps x above the ReLU's kink."""
+    x = (0.2 + 0.7 * _ramp())[None, None]
+    res = explain(TinyNet(), x, ["gradcam", "layercam", "gradinput"], targets=[0], options=FP32)
+    np.testing.assert_allclose(res["layercam"].raw, res["gradcam"].raw, rtol=1e-6)
+    np.testing.assert_allclose(res["gradinput"].raw[0], x[0, 0] / 256, rtol=1e-5)
+    opts = ExplainOptions(bf16=False, smoothgrad_samples=3, smoothgrad_sigma=0.01)
+    sq = explain(TinyNet(), x, "smoothgrad-sq", targets=[0], options=opts)["smoothgrad-sq"]
+    np.testing.assert_allclose(sq.raw[0], np.full((16, 16), 1 / 256**2), rtol=1e-5)
+
+
+def test_block3_cams_use_the_finer_layer_and_the_same_prediction(dense: Any) -> None:
+    """At 64 px dense block 3 is 4 x 4 (the final layer 2 x 2); the block-3 pass yields the
+    same logits and pooled features as the final layer's, so a block-3 CAM alone predicts."""
+    net, x = dense
+    hg = cam.block3_gradients(net, x, None, False)
+    assert (
+        hg.pooled is not None
+        and tuple(hg.fmap.shape) == (3, 1280, 4, 4)
+        and hg.grads.shape == hg.fmap.shape
+    )
+    names = ["gradcam", "gradcam-b3", "hirescam-b3", "layercam-b3"]
+    res = explain(net, x, names, [2, 0, 3], FP32)
+    final, b3 = res["gradcam"], res["gradcam-b3"]
+    assert b3.logits is not None and final.logits is not None and b3.pooled is not None
+    np.testing.assert_allclose(b3.logits, final.logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(b3.pooled, final.pooled, rtol=1e-4, atol=1e-5)
+    alone = explain(net, x, ["layercam-b3"], [2, 0, 3], FP32)["layercam-b3"]
+    np.testing.assert_allclose(alone.raw, res["layercam-b3"].raw, rtol=1e-5, atol=1e-9)
+    for name in names[1:]:
+        assert (res[name].raw >= 0).all()
+        assert not np.allclose(res[name].raw, final.raw)
+    # the map is Grad-CAM of the 4 x 4 block-3 activations, upsampled
+    at_b3 = cam.block3_gradients(net, x, torch.tensor([2, 0, 3]), False)
+    np.testing.assert_allclose(b3.raw, cam.gradcam(at_b3, 64).numpy(), rtol=1e-5, atol=1e-9)
+    _assert_batched_equals_single(net, x, ("gradcam-b3", "layercam-b3"), [2, 0, 3])
