@@ -20,7 +20,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from inference.preprocessing import preprocess
+from plugin.api.predict import DEFAULT_METHODS
 from plugin.api.schemas import DISCLAIMER
+from vocabulary.explanation_checks import failed_checks
 from vocabulary.identity import CLASSES
 
 
@@ -88,8 +90,13 @@ def test_full_quality_adds_deletion_insertion(client: TestClient) -> None:
         "/v1/predict?quality=full", files={"file": ("a", phantom_png(128))}, headers=AUTH
     )
     assert r.status_code == 200, r.text
-    q = r.json()["explanations"]["gradcam"]["quality"]
-    assert {"deletion_auc", "insertion_auc", "deletion_auc_random"} <= set(q)
+    ex = r.json()["explanations"][DEFAULT_METHODS[0]]
+    q = ex["quality"]
+    curves = {"deletion_auc", "insertion_auc", "road_deletion_auc"}
+    assert curves | {f"{k}_random" for k in curves} <= set(q)
+    assert all(q[k] is not None and 0.0 <= q[k] <= 1.0 for k in curves)
+    # the map's own failed checks, judged on these figures (brain mass < 0.5, curves vs random)
+    assert ex["failed_checks"] == list(failed_checks(q))
 
 
 def test_dicom_multi_slice_series_uses_middle_slice(client: TestClient) -> None:
