@@ -61,6 +61,12 @@ FAILS_CHECKS = private(
 METHOD_CODES = {
     "gradcam": private("BXAI-GRADCAM", "Grad-CAM"),
     "gradcampp": private("BXAI-GRADCAMPP", "Grad-CAM++"),
+    "layercam": private("BXAI-LAYERCAM", "LayerCAM"),
+    "gradcam-b3": private("BXAI-GRADCAM-B3", "Grad-CAM (dense block 3)"),
+    "hirescam-b3": private("BXAI-HIRESCAM-B3", "HiResCAM (dense block 3)"),
+    "layercam-b3": private("BXAI-LAYERCAM-B3", "LayerCAM (dense block 3)"),
+    "smoothgrad-sq": private("BXAI-SMOOTHGRAD-SQ", "SmoothGrad-squared"),
+    "gradinput": private("BXAI-GRADINPUT", "Gradient x input"),
     "saliency": codes.DCM.Saliency,  # 130404
     "smoothgrad": private("BXAI-SMOOTHGRAD", "SmoothGrad"),
     "occlusion": private("BXAI-OCCLUSION", "Occlusion sensitivity"),

@@ -38,6 +38,12 @@ from vocabulary.errors import ModelError
 METHOD_LABELS = {
     "gradcam": "Grad-CAM",
     "gradcampp": "Grad-CAM++",
+    "layercam": "LayerCAM",
+    "gradcam-b3": "Grad-CAM (block 3)",
+    "hirescam-b3": "HiResCAM (block 3)",
+    "layercam-b3": "LayerCAM (block 3)",
+    "smoothgrad-sq": "SmoothGrad-squared",
+    "gradinput": "Gradient x input",
     "saliency": "Saliency",
     "smoothgrad": "SmoothGrad",
     "occlusion": "Occlusion",
