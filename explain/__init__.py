@@ -1,9 +1,12 @@
 """Explanations of the classifier's decisions (pure: arrays or tensors in, arrays out).
 
 - ``explain.attribution.explain(net, images, methods, targets=None, options=None)``:
-  Grad-CAM, Grad-CAM++, saliency, SmoothGrad and occlusion maps (``Attribution``).
+  Grad-CAM, Grad-CAM++, LayerCAM (final layer), Grad-CAM, HiResCAM and LayerCAM at dense
+  block 3, saliency, SmoothGrad(-squared), gradient x input and occlusion (``Attribution``);
+  ``explain.options.DEFAULT_METHODS`` are the ones chosen by measurement.
 - ``explain.activations.top_activations``: the strongest feature maps of a layer.
-- ``explain.quality``: brain mass, deletion/insertion AUCs (with a random-map reference),
+- ``explain.quality``: brain mass, deletion/insertion and ROAD deletion AUCs (with a
+  random-map reference; ``explain.imputation`` imputes the removed pixels for ROAD),
   model-randomisation rank correlation; ``quality_metrics`` for a batch.
 - ``explain.rendering``: the display window, colour-mapped overlays, 16-bit raw PNGs,
   burned-in text.

@@ -31,6 +31,7 @@ from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
 from dicom_io.structured_report import Attention, ResultObject, SkippedSeries, build_report
 from explain.attribution import Attribution
+from explain.options import DEFAULT_METHODS
 from explain.quality import QualityMetrics, cam_location
 from inference.aggregation import (
     AggregationOptions,
@@ -67,7 +68,7 @@ PROGRESS_PART = 16
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    methods: tuple[str, ...] = ("gradcam", "saliency")
+    methods: tuple[str, ...] = DEFAULT_METHODS
     aggregation: AggregationOptions = field(default_factory=AggregationOptions)
     rules_path: Path | None = None
     quality_slices: int = 2  # deletion/insertion curves on the N most confident slices (0: none)

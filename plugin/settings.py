@@ -14,6 +14,8 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from explain.options import DEFAULT_METHODS
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRAINXAI_", extra="ignore")
@@ -94,7 +96,7 @@ class Settings(BaseSettings):
     )
 
     # Pipeline
-    methods: list[str] = Field(default_factory=lambda: ["gradcam", "saliency"])
+    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
     selection_rules: Path | None = None
 
     # HTTP API

@@ -23,12 +23,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from explain.options import METHODS
 from plugin import metrics
 from plugin.api.auth import bearer_dependency, check_token_config
 from plugin.api.jobs import JobStoreLike, job_counts, open_job_store, preview_png
 from plugin.api.jobs import job_view as job_view_of
 from plugin.api.limits import RequestGuard
 from plugin.api.predict import (
+    DEFAULT_METHODS,
     PredictOptions,
     UnsupportedMediaType,
     UploadTooLarge,
@@ -181,14 +183,15 @@ def _predict_router(settings: Settings, ctx: ApiContext) -> APIRouter:
     async def predict(
         file: UploadFile = File(..., description="A PNG, JPEG or DICOM (PS3.10) file"),
         methods: str = Query(
-            "gradcam",
+            ",".join(DEFAULT_METHODS),
             max_length=200,
-            description="Comma-separated: gradcam, gradcampp, saliency, smoothgrad, occlusion",
+            description=f"Comma-separated, of: {', '.join(METHODS)}",
         ),
         quality: str = Query(
             "fast",
             pattern="^(fast|full)$",
-            description="fast: brain mass only; full: also deletion/insertion AUCs (slower)",
+            description="fast: brain mass only; full: also deletion/insertion and ROAD "
+            "deletion AUCs (slower)",
         ),
     ) -> PredictResponse:
         """Classify one image and explain the decision. Research use only.

@@ -23,6 +23,7 @@ from PIL import Image
 from dicom_io.reader import read_bytes
 from dicom_io.series_selection import single_image_refusal
 from explain.attribution import Attribution, parse_methods
+from explain.options import DEFAULT_METHODS as OPTION_DEFAULTS
 from explain.options import METHODS, ExplainOptions
 from explain.rendering import raw_png16
 from inference.preprocessing import MAX_PIXELS, Preprocessed, to_grey
@@ -46,7 +47,7 @@ from vocabulary.sentence import image_sentence
 log = logging.getLogger(__name__)
 
 MAX_METHODS = len(METHODS)
-DEFAULT_METHODS = ("gradcam",)
+DEFAULT_METHODS = OPTION_DEFAULTS[:1]  # one map per request: the first default method
 RAW_DICOM_STARTS = (b"\x02\x00", b"\x08\x00")  # group 0002 or 0008, little endian
 
 
@@ -67,7 +68,7 @@ class PredictOptions:
     deletion/insertion curves of explain.quality (about 2 x steps x (methods + 1) forwards).
     """
 
-    methods: tuple[str, ...] = ("gradcam",)
+    methods: tuple[str, ...] = DEFAULT_METHODS
     quality: str = "fast"
     display_max_side: int = 512  # the grey image and overlays are downscaled beyond this
     explain: ExplainOptions = ExplainOptions()

@@ -20,6 +20,7 @@ from typing import Any
 from dicom_io.parametric_map import PALETTES
 from dicom_io.series import Series
 from explain.attribution import parse_methods
+from explain.options import DEFAULT_METHODS
 from inference.registry import load_model
 from plugin.commands.progress_bar import add_quiet, progress_bar
 from plugin.pipeline import PipelineOptions, analyze_paths
@@ -30,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_quiet(p)
     p.add_argument("paths", nargs="+", type=Path, help="DICOM files or folders")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--methods", default="gradcam,saliency", help="explanation methods")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="explanation methods")
     p.add_argument("--model", help="weights file or models:/ URI (default: bundled model)")
     p.add_argument("--rules", type=Path, help="series selection rules (YAML)")
     p.add_argument(

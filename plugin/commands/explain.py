@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from explain.attribution import Attribution, parse_methods
-from explain.options import METHODS, ExplainOptions
+from explain.options import DEFAULT_METHODS, METHODS, ExplainOptions
 from explain.quality import QualityMetrics, QualityOptions
 from explain.rendering import raw_png16, to_png
 from inference.bundle import Classifier
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    p.add_argument("--methods", default="gradcam,saliency", help=f"comma list of {METHODS}")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma list of {METHODS}")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--model", help="bundle file or models:/ URI (default: the bundled model)")
     p.add_argument("--target", help="class name to explain instead of the predicted class")
