@@ -47,7 +47,7 @@ from vocabulary.sentence import image_sentence
 log = logging.getLogger(__name__)
 
 MAX_METHODS = len(METHODS)
-DEFAULT_METHODS = OPTION_DEFAULTS[:1]  # one map per request: the first default method
+DEFAULT_METHODS = OPTION_DEFAULTS[:1]  # at most one map per request by default
 RAW_DICOM_STARTS = (b"\x02\x00", b"\x08\x00")  # group 0002 or 0008, little endian
 
 
