@@ -23,10 +23,10 @@ METHODS: tuple[str, ...] = (
 CAM_METHODS: frozenset[str] = frozenset(
     {"gradcam", "gradcampp", "layercam", "gradcam-b3", "hirescam-b3", "layercam-b3"}
 )
-# Chosen by explain-eval on the validation split (README, "Explanation quality"). No candidate
-# beat a random map on plain deletion on the confirming 100 images; final-layer Grad-CAM came
-# closest, with the best ROAD deletion, insertion above random and randomisation corr < 0.5.
-# It also feeds the pipeline's Grad-CAM gate (inference.aggregation).
+# Chosen by explain-eval on the validation split (README, "Explanation quality"). Grad-CAM
+# fails plain deletion narrowly (glioma) but has the best ROAD deletion, insertion above random
+# and randomisation corr < 0.5; gradient x input passes plain deletion only as an intensity
+# map. Grad-CAM also feeds the pipeline's Grad-CAM gate (inference.aggregation).
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam",)
 GRADIENT_METHODS: frozenset[str] = frozenset(
     {"saliency", "smoothgrad", "smoothgrad-sq", "gradinput"}
