@@ -71,7 +71,10 @@ class PipelineOptions:
     methods: tuple[str, ...] = DEFAULT_METHODS
     aggregation: AggregationOptions = field(default_factory=AggregationOptions)
     rules_path: Path | None = None
-    quality_slices: int = 2  # deletion/insertion curves on the N most confident slices (0: none)
+    # Deletion/insertion/ROAD curves on the N most confident slices (0: none). One slice:
+    # each costs about 1.45 s here (30 curve images and the ROAD imputation; measured on
+    # the 24-slice PGBM-001, idle machine), which kept a routed study above 5 s with two.
+    quality_slices: int = 1
     quality_steps: int = 4
     float_maps: bool = True  # OHIF fuses float maps; integer ones for Orthanc's Web Viewer
     map_palette: str | None = None  # colour presentation of the maps (parametric_map.PALETTES)
