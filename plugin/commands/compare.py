@@ -39,6 +39,7 @@ from inference.registry import MlflowTracker, log_torch_model, tracking_run
 from inference.study_evaluation import read_labels, tally
 from inference.training import TrainingData, TrainOptions, fit_network, prepare_data
 from plugin.commands.evaluate_studies import evaluate_row
+from plugin.commands.train import add_training_arguments, training_fields
 from plugin.comparison import MeasureOptions, markdown_table, measure
 from plugin.pipeline import PipelineOptions
 from plugin.settings import load_settings
@@ -53,27 +54,19 @@ STUDIES_NA = "n/a: the analyze pipeline loads DenseNet169 bundles only"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, type=Path, help="folder with one subfolder per class")
+    add_training_arguments(p, epochs=5, image_size=128)
     p.add_argument("--out", required=True, type=Path, help="folder for the table, weights, work")
     p.add_argument(
         "--architectures",
         default=",".join(DEFAULT_ARCHITECTURES),
         help=f"comma-separated, of {', '.join([*ARCHITECTURES, *NOT_FEASIBLE])}",
     )
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=5)
     p.add_argument(
         "--budget-minutes",
         type=float,
         default=0.0,
         help="training time cap per architecture (0 = none), checked every batch",
     )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--val-fraction", type=float, default=0.12)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit-per-class", type=int, default=0, help="use at most N images per class")
-    p.add_argument("--epoch-fraction", type=float, default=1.0, help="share drawn per epoch")
     p.add_argument(
         "--explain-images",
         type=int,
@@ -181,17 +174,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--studies and --studies-data go together")
     args.out.mkdir(parents=True, exist_ok=True)
     base = TrainOptions(
-        data_dir=args.data,
-        work_dir=args.out / "split",
-        epochs=args.epochs,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        limit_per_class=args.limit_per_class,
-        epoch_fraction=args.epoch_fraction,
-        progress=not args.quiet,
+        **training_fields(args), work_dir=args.out / "split", progress=not args.quiet
     )
     data = prepare_data(base)
     rows: list[dict[str, Any]] = []

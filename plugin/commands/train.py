@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from inference.registry import MlflowTracker, log_bundle, log_plots, tracking_run
 from inference.storage import local_path, store_file
@@ -13,14 +14,36 @@ from plugin.settings import load_settings
 from vocabulary.identity import CLASSES
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_training_arguments(p: argparse.ArgumentParser, epochs: int, image_size: int) -> None:
+    """The data, split and optimiser arguments that ``train`` and ``compare`` share."""
     p.add_argument("--data", required=True, type=Path, help="folder with one subfolder per class")
-    p.add_argument("--epochs", type=int, default=14)
-    p.add_argument("--image-size", type=int, default=160)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--image-size", type=int, default=image_size)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--val-fraction", type=float, default=0.12)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit-per-class", type=int, default=0, help="use at most N images per class")
+    p.add_argument("--epoch-fraction", type=float, default=1.0, help="share drawn per epoch")
+
+
+def training_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainOptions fields of ``add_training_arguments``."""
+    return {
+        "data_dir": args.data,
+        "epochs": args.epochs,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "val_fraction": args.val_fraction,
+        "seed": args.seed,
+        "limit_per_class": args.limit_per_class,
+        "epoch_fraction": args.epoch_fraction,
+    }
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_training_arguments(p, epochs=14, image_size=160)
     p.add_argument(
         "--ema-decay", type=float, default=0.0, help="weight EMA decay per step (0 = off)"
     )
@@ -36,11 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--real-slices", type=Path, help="labelled real MR slices (brainxai real-slices) to add"
     )
-    p.add_argument("--epoch-fraction", type=float, default=1.0, help="share drawn per epoch")
     p.add_argument(
         "--freeze", default="", help="comma-separated parameter-name prefixes to keep fixed"
     )
-    p.add_argument("--limit-per-class", type=int, default=0, help="use at most N images per class")
     p.add_argument(
         "--export", help="also copy the trained bundle here (a path, s3:// or gs:// URI)"
     )
@@ -51,20 +72,12 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     work = args.work_dir or settings.data_dir / "training"
     opts = TrainOptions(
-        data_dir=args.data,
+        **training_fields(args),
         work_dir=work,
-        epochs=args.epochs,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
         ema_decay=args.ema_decay,
         resume=args.resume,
         init_from=None if args.init_from is None else local_path(args.init_from),
-        limit_per_class=args.limit_per_class,
         real_slices=args.real_slices,
-        epoch_fraction=args.epoch_fraction,
         freeze=tuple(f for f in args.freeze.split(",") if f),
     )
     with tracking_run(settings.tracking_uri(), args.run_name) as run_info:
