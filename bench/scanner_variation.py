@@ -35,7 +35,7 @@ from scipy import ndimage
 
 from dicom_io.reader import read_paths
 from dicom_io.series import Series
-from inference.bundle import BUNDLED_MODEL, load_bundle
+from inference.bundle import BUNDLED_MODEL, Classifier, load_bundle
 from inference.study_evaluation import StudyOutcome, tally
 from plugin.pipeline import PipelineOptions, analyze_study
 
@@ -89,14 +89,14 @@ def varied(series: Series, change: Callable[[Pixels], Pixels]) -> Series:
     return replace(series, slices=tuple(replace(s, pixels=change(s.pixels)) for s in series.slices))
 
 
-def run_study(folder: Path, expected: str, variant: str, clf: object, opts: PipelineOptions,
+def run_study(folder: Path, expected: str, variant: str, clf: Classifier, opts: PipelineOptions,
               work: Path) -> StudyOutcome:  # fmt: skip
     series = read_paths([folder]).series
     if not series:
         return StudyOutcome(folder.name, expected, "error", "no readable series", variant)
     first = series[0].study_instance_uid
     study = [varied(s, VARIANTS[variant]) for s in series if s.study_instance_uid == first]
-    result = analyze_study(study, clf, work, opts)  # type: ignore[arg-type]
+    result = analyze_study(study, clf, work, opts)
     return StudyOutcome(folder.name, expected, result.label, result.reason, variant)
 
 
