@@ -139,8 +139,13 @@ class OrthancClient:
         return [sop for sop, _ in self.find_instances(study_uid, series_uid)]
 
     def instance_file(self, instance_id: str) -> bytes:
-        """The stored DICOM file of an instance (GET /instances/{id}/file)."""
-        return self._request("GET", f"/instances/{instance_id}/file").content
+        """The stored DICOM file of an instance (GET /instances/{id}/file).
+
+        Asked for uncompressed: httpx offers gzip by default and Orthanc then deflates each
+        file on the fly, about 10 ms for a 170 kB MR slice against 0.4 ms without (measured
+        on 127.0.0.1), which made fetching a 24-slice study back 0.2 s slower."""
+        path = f"/instances/{instance_id}/file"
+        return self._request("GET", path, headers={"Accept-Encoding": "identity"}).content
 
     def delete_instance(self, sop_uid: str) -> bool:
         """Delete the instance with this SOP Instance UID (POST /tools/lookup, then DELETE
