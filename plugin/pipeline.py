@@ -32,7 +32,7 @@ from dicom_io.series_selection import SelectionRules, load_rules, select_series
 from dicom_io.structured_report import Attention, ResultObject, SkippedSeries, build_report
 from explain.attribution import Attribution
 from explain.options import DEFAULT_METHODS
-from explain.quality import QualityMetrics, cam_location
+from explain.quality import QualityMetrics, brain_mass, cam_location
 from inference.aggregation import (
     AggregationOptions,
     SliceEvidence,
@@ -56,6 +56,7 @@ from plugin.analysis import (
 )
 from vocabulary.decisions import SeriesDecision
 from vocabulary.errors import BrainxaiError
+from vocabulary.explanation_checks import BRAIN_MASS_MIN
 from vocabulary.sentence import series_sentence, slice_output_text, study_sentence
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,12 @@ class PipelineOptions:
     methods: tuple[str, ...] = DEFAULT_METHODS
     aggregation: AggregationOptions = field(default_factory=AggregationOptions)
     rules_path: Path | None = None
-    # Deletion/insertion/ROAD curves on the N most confident slices (0: none). One slice:
-    # each costs about 1.45 s here (30 curve images and the ROAD imputation; measured on
-    # the 24-slice PGBM-001, idle machine), which kept a routed study above 5 s with two.
-    quality_slices: int = 1
+    # Deletion/insertion/ROAD curves on the N most confident slices; 0: the brain mass of
+    # the most confident slice only. Each curve slice costs about 1.45 s here (30 curve
+    # images and the ROAD imputation; 24-slice PGBM-001, idle machine) against about 1.35 s
+    # for the whole analysis without curves, so they are off unless asked for
+    # (Settings.quality_slices, analyze --quality-slices).
+    quality_slices: int = 0
     quality_steps: int = 4
     float_maps: bool = True  # OHIF fuses float maps; integer ones for Orthanc's Web Viewer
     map_palette: str | None = None  # colour presentation of the maps (parametric_map.PALETTES)
@@ -190,17 +193,20 @@ def _quality(
     attributions: dict[str, Attribution],
     opts: PipelineOptions,
 ) -> dict[str, dict[str, float]]:
-    """Explanation-quality figures per method over the most confident eligible slices."""
+    """Explanation-quality figures per method over the most confident eligible slices:
+    the curves on ``opts.quality_slices`` of them, or, with 0, the brain mass of one."""
     decision = result.decision
     pred = result.prediction
     if decision is None or pred is None:
         return {}
     eligible = decision.eligible_indices
-    if not eligible or opts.quality_slices < 1:
+    if not eligible:
         return {}
     conf = pred.probs[eligible].max(axis=1)
-    chosen = [eligible[i] for i in np.argsort(-conf)[: opts.quality_slices]]
+    chosen = [eligible[i] for i in np.argsort(-conf)[: max(1, opts.quality_slices)]]
     masks = np.stack([result.prepared[i].head_mask for i in chosen])
+    if opts.quality_slices < 1:
+        return {m: _brain_mass_only(a.raw[chosen], masks) for m, a in attributions.items()}
     subset = {
         m: Attribution(a.method, a.raw[chosen], a.normalised[chosen], a.targets[chosen])
         for m, a in attributions.items()
@@ -208,6 +214,13 @@ def _quality(
     qopts = quality_options(clf, opts.quality_steps)
     metrics = measure_quality(clf, images[chosen], subset, masks, qopts)
     return {m: _mean_metrics(rows) for m, rows in metrics.items()}
+
+
+def _brain_mass_only(maps: NDArray[Any], masks: NDArray[np.bool_]) -> dict[str, float]:
+    """The figures without curves: brain mass (mean over the slices) and what follows."""
+    mass = float(np.mean([brain_mass(m, k) for m, k in zip(maps, masks, strict=True)]))
+    outside = float(mass < BRAIN_MASS_MIN)
+    return {"brain_mass": mass, "n_slices": float(len(maps)), "outside_brain": outside}
 
 
 def _mean_metrics(rows: Sequence[QualityMetrics]) -> dict[str, float]:
@@ -222,7 +235,7 @@ def _mean_metrics(rows: Sequence[QualityMetrics]) -> dict[str, float]:
     )
     out = {k: float(np.mean([getattr(r, k) for r in rows])) for k in keys}
     out["n_slices"] = float(len(rows))
-    out["outside_brain"] = float(out["brain_mass"] < 0.5)
+    out["outside_brain"] = float(out["brain_mass"] < BRAIN_MASS_MIN)
     return out
 
 

@@ -42,6 +42,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-float-maps: 16-bit integer maps for Orthanc's Web Viewer",
     )
     p.add_argument(
+        "--quality-slices",
+        type=int,
+        metavar="N",
+        help="deletion, insertion and ROAD curves of each explanation on the N most confident "
+        "slices of a series (about 1.45 s per slice here; default: BRAINXAI_QUALITY_SLICES, "
+        "0 = the brain-mass check only)",
+    )
+    p.add_argument(
         "--map-palette",
         metavar="NAME",
         help="colour presentation of the Parametric Maps with a well-known DICOM palette "
@@ -54,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if args.map_palette is not None and args.map_palette not in PALETTES:
         print(f"brainxai: --map-palette must be one of {', '.join(PALETTES)}", file=sys.stderr)
         return 2
+    if args.quality_slices is not None and not 0 <= args.quality_slices <= 8:
+        print("brainxai: --quality-slices must be 0 to 8", file=sys.stderr)
+        return 2
     settings = load_settings()
     clf = load_model(args.model, settings.tracking_uri())
     opts = PipelineOptions(
@@ -61,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         rules_path=args.rules or settings.selection_rules,
         float_maps=args.float_maps,
         map_palette=args.map_palette,
+        quality_slices=(
+            settings.quality_slices if args.quality_slices is None else args.quality_slices
+        ),
     )
     with progress_bar(0, "slice", "analyze", args.quiet) as bar:
         progress = SliceProgress(bar)

@@ -140,6 +140,7 @@ def pipeline_processor(context: ServiceContext) -> Processor:
         options = PipelineOptions(
             methods=parse_methods(list(settings.methods)),
             rules_path=settings.selection_rules,
+            quality_slices=settings.quality_slices,
         )
         # The API's predictions use the same network (and explanation hooks): take turns,
         # routed studies first (a PriorityLock: the worker never waits behind a queue of

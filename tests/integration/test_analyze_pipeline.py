@@ -36,7 +36,7 @@ def analysed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         shared("dicom", n) for n in ("pgbm-001-t1post", "tcga-fg-6692", "normal-t1-sagittal")
     ]
     args = ["analyze", *map(str, folders), "--out", str(out), "--model", str(BUNDLED_MODEL)]
-    assert main(args) == 0
+    assert main([*args, "--quality-slices", "1"]) == 0
     return out, json.loads((out / "summary.json").read_text())
 
 
@@ -95,6 +95,35 @@ def test_normal_axial_never_gets_a_tumour_class(tmp_path: Path) -> None:
     assert main(args) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["studies"][0]["prediction"]["class"] not in TUMOUR
+    # by default no curves, only the brain mass of the most confident assessed slice
+    quality = [se["explanation"] for se in summary["studies"][0]["series"] if se.get("explanation")]
+    assert quality, summary
+    for figures in quality:
+        assert set(figures["gradcam"]) == {"brain_mass", "n_slices", "outside_brain"}
+        assert 0.0 <= figures["gradcam"]["brain_mass"] <= 1.0
+        assert figures["gradcam"]["n_slices"] == 1.0
+
+
+def test_quality_curves_are_measured_when_asked(analysed: tuple[Path, dict]) -> None:
+    """--quality-slices 1: each assessed series carries its explanation's curve figures,
+    and its SR states them and whether the explanation fails its own checks."""
+    out, summary = analysed
+    assessed = [se for st in summary["studies"] for se in st["series"] if se.get("explanation")]
+    assert assessed
+    for se in assessed:
+        for figures in se["explanation"].values():
+            for name in ("deletion_auc", "deletion_auc_random", "road_deletion_auc",
+                         "insertion_auc", "insertion_auc_random"):  # fmt: skip
+                assert 0.0 <= figures[name] <= 1.0, (name, figures)
+            assert figures["n_slices"] == 1.0
+    srs = [
+        pydicom.dcmread(p)
+        for p in out.rglob("*.dcm")
+        if pydicom.dcmread(p, stop_before_pixels=True).Modality == "SR"
+    ]
+    text = "\n".join(str(ds) for ds in srs)
+    assert "Deletion curve area (lower is better)" in text
+    assert "fails its own quality checks" in text
 
 
 def test_written_objects_are_valid_and_on_the_source_geometry(
