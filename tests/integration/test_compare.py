@@ -12,7 +12,7 @@ import pytest
 
 from plugin.commands.cli import main
 from plugin.comparison import COLUMNS
-from tests.integration.test_training_mlflow import _make_dataset
+from tests.integration.tiny_dataset import make_class_folders
 from vocabulary.identity import MODEL_NAME
 
 
@@ -21,7 +21,7 @@ def test_compare_tabulates_and_registers_each_architecture(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "data"
-    _make_dataset(data, per_class=6)
+    make_class_folders(data, per_class=6)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("BRAINXAI_DATA_DIR", str(tmp_path / "var"))

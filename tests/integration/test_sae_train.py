@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import torch
 from PIL import Image
 
@@ -17,21 +16,8 @@ from inference.bundle import BundleMeta, save_bundle
 from inference.model import build_network
 from inference.preprocessing import PreprocessConfig
 from plugin.commands.cli import main
+from tests.integration.tiny_dataset import make_class_folders
 from vocabulary.identity import CLASSES, MODEL_NAME
-
-
-def _make_dataset(root: Path, per_class: int = 6) -> None:
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:48, :48]
-    head = ((yy - 24) ** 2 + (xx - 24) ** 2) < 20**2
-    for k, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            img = head * (80 + 10 * rng.standard_normal((48, 48)))
-            cy, cx = 14 + 6 * (k // 2) + rng.integers(-3, 4), 14 + 6 * (k % 2) + rng.integers(-3, 4)
-            blob = ((yy - cy) ** 2 + (xx - cx) ** 2) < 16
-            img = np.where(blob & head, 230, img) if name != "notumor" else img
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{i}.jpg")
 
 
 def _tiny_bundle(path: Path) -> None:
@@ -44,7 +30,7 @@ def test_sae_train_writes_sae_report_montages_and_mlflow_artifact(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
     data, model = tmp_path / "data", tmp_path / "m.pt"
-    _make_dataset(data)
+    make_class_folders(data)
     _tiny_bundle(model)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

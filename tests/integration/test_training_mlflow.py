@@ -7,33 +7,18 @@ import json
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
-from PIL import Image
 
 from inference.bundle import load_bundle
 from plugin.commands.cli import main
+from tests.integration.tiny_dataset import make_class_folders
 from vocabulary.identity import CLASSES, MODEL_NAME
-
-
-def _make_dataset(root: Path, per_class: int = 8) -> None:
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:48, :48]
-    head = ((yy - 24) ** 2 + (xx - 24) ** 2) < 20**2
-    for k, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            img = head * (80 + 10 * rng.standard_normal((48, 48)))
-            cy, cx = 14 + 6 * (k // 2), 14 + 6 * (k % 2) + 2 * rng.standard_normal()
-            blob = ((yy - cy) ** 2 + (xx - cx) ** 2) < 16
-            img = np.where(blob & head, 230, img) if name != "notumor" else img
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{i}.jpg")
 
 
 @pytest.mark.integration
 def test_tiny_training_run_is_tracked_and_registered(tmp_path: Path, monkeypatch, capsys) -> None:
     data = tmp_path / "data"
-    _make_dataset(data)
+    make_class_folders(data)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("BRAINXAI_DATA_DIR", str(tmp_path / "var"))
@@ -85,7 +70,7 @@ def test_training_starts_from_init_weights(tmp_path: Path) -> None:
     from inference.training import TrainOptions, train
 
     data = tmp_path / "data"
-    _make_dataset(data, per_class=6)
+    make_class_folders(data, per_class=6)
     torch.manual_seed(123)
     start = build_network(len(CLASSES))
     save_bundle(tmp_path / "start.pt", start, BundleMeta(), None)
