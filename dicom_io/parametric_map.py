@@ -57,6 +57,7 @@ from dicom_io.context import (
     quiet_person_names,
     source_series_number,
 )
+from dicom_io.palettes import PALETTES
 from dicom_io.sanitise import element_problem, record, sanitise_source, values_of
 from dicom_io.series import Series
 from dicom_io.uids import instance_uid, series_uid
@@ -66,17 +67,6 @@ log = logging.getLogger(__name__)
 
 UINT16_MAX = 65535
 NO_UNITS = Code("1", "UCUM", "no units")
-# Well-known colour palettes (PS3.6 Annex B): name -> the file of its instance in pydicom
-PALETTES = {
-    "HOT_IRON": "hotiron.dcm",
-    "PET": "pet.dcm",
-    "HOT_METAL_BLUE": "hotmetalblue.dcm",
-    "PET_20_STEP": "pet20step.dcm",
-    "SPRING": "spring.dcm",
-    "SUMMER": "summer.dcm",
-    "FALL": "fall.dcm",
-    "WINTER": "winter.dcm",
-}
 
 
 @dataclass(frozen=True)

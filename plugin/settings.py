@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dicom_io.palettes import PALETTES
 from explain.options import DEFAULT_METHODS
 
 
@@ -106,6 +107,23 @@ class Settings(BaseSettings):
         "confident slices of a series (about 1.45 s per slice on 2 CPU cores); 0: only the "
         "brain-mass check, which keeps a routed 24-slice study's analysis near 1.4 s",
     )
+    float_maps: bool = Field(
+        True,
+        description="Float Parametric Maps, which OHIF fuses over the MR; false: 16-bit "
+        "integer maps for Orthanc's Web Viewer",
+    )
+    map_palette: str | None = Field(
+        None,
+        description="Colour presentation of the Parametric Maps with a well-known DICOM "
+        "palette (HOT_IRON, PET, ...); off by default (dicom_io/parametric_map.py says why)",
+    )
+
+    @field_validator("map_palette")
+    @classmethod
+    def _known_palette(cls, value: str | None) -> str | None:
+        if value is not None and value not in PALETTES:
+            raise ValueError(f"map_palette must be one of {', '.join(PALETTES)}")
+        return value
 
     # HTTP API
     http_host: str = "127.0.0.1"

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dicom_io.parametric_map import PALETTES
+from dicom_io.palettes import PALETTES
 from dicom_io.series import Series
 from explain.attribution import parse_methods
 from explain.options import DEFAULT_METHODS
@@ -37,9 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--float-maps",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="float Parametric Maps, which OHIF fuses over the MR (default); "
-        "--no-float-maps: 16-bit integer maps for Orthanc's Web Viewer",
+        default=None,
+        help="float Parametric Maps, which OHIF fuses over the MR (default: "
+        "BRAINXAI_FLOAT_MAPS, true); --no-float-maps: 16-bit integer maps for Orthanc's Web "
+        "Viewer",
     )
     p.add_argument(
         "--quality-slices",
@@ -53,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--map-palette",
         metavar="NAME",
         help="colour presentation of the Parametric Maps with a well-known DICOM palette "
-        "(HOT_IRON, PET, ...) for viewers that honour it; off by default because dciodvfy "
+        "(HOT_IRON, PET, ...) for viewers that honour it (default: BRAINXAI_MAP_PALETTE); "
+        "off by default because dciodvfy "
         "reports its Stored Value Color Range as 2 errors (see dicom_io/parametric_map.py)",
     )
 
@@ -70,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     opts = PipelineOptions(
         methods=parse_methods(args.methods),
         rules_path=args.rules or settings.selection_rules,
-        float_maps=args.float_maps,
-        map_palette=args.map_palette,
+        float_maps=settings.float_maps if args.float_maps is None else args.float_maps,
+        map_palette=args.map_palette or settings.map_palette,
         quality_slices=(
             settings.quality_slices if args.quality_slices is None else args.quality_slices
         ),

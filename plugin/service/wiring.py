@@ -141,6 +141,8 @@ def pipeline_processor(context: ServiceContext) -> Processor:
             methods=parse_methods(list(settings.methods)),
             rules_path=settings.selection_rules,
             quality_slices=settings.quality_slices,
+            float_maps=settings.float_maps,
+            map_palette=settings.map_palette,
         )
         # The API's predictions use the same network (and explanation hooks): take turns,
         # routed studies first (a PriorityLock: the worker never waits behind a queue of
