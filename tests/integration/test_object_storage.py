@@ -28,6 +28,7 @@ from inference.registry import file_sha256, resolve_model
 from plugin.commands.cli import main
 from plugin.model_service import ModelService
 from plugin.settings import load_settings
+from tests.integration.tiny_dataset import make_class_folders
 from vocabulary.errors import ModelError
 from vocabulary.identity import CLASSES, MODEL_NAME
 
@@ -169,8 +170,6 @@ def test_mlflow_artifacts_on_s3_and_registered_model_loaded_back(
 ) -> None:
     """train --init-from s3:// --export s3://, the run's artifacts on the S3 server (MLflow's
     boto3 with MLFLOW_S3_ENDPOINT_URL, which brainxai's fsspec path reads too)."""
-    from tests.integration.test_training_mlflow import _make_dataset
-
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", aws_env)
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -178,7 +177,7 @@ def test_mlflow_artifacts_on_s3_and_registered_model_loaded_back(
     monkeypatch.setenv("BRAINXAI_MLFLOW_ARTIFACT_LOCATION", f"s3://{BUCKET}/mlflow")
     start = _bundle(tmp_path / "start.pt", seed=3)
     _s3(aws_env).upload_file(str(start), BUCKET, "models/start.pt")  # type: ignore[attr-defined]
-    _make_dataset(tmp_path / "data", per_class=4)
+    make_class_folders(tmp_path / "data", per_class=4)
     args = ["train", "--data", str(tmp_path / "data"), "--epochs", "1", "--image-size", "32"]
     args += ["--batch-size", "8", "--val-fraction", "0.25", "--lr", "1e-12"]
     args += ["--init-from", f"s3://{BUCKET}/models/start.pt"]
