@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     clf = load_bundle(args.model)
-    opts = PipelineOptions(methods=("gradcam",), quality_slices=0)
+    opts = PipelineOptions(methods=("gradcam",))
     rows = [
         r
         for r in csv.DictReader(args.labels.open())

@@ -30,7 +30,7 @@ from dicom_io.sequence import T2_LIKE, sequence_of
 from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
 from dicom_io.structured_report import Attention, ResultObject, SkippedSeries, build_report
-from explain.attribution import Attribution
+from explain.attribution import Attribution, parse_methods
 from explain.options import DEFAULT_METHODS
 from explain.quality import QualityMetrics, brain_mass, cam_location
 from inference.aggregation import (
@@ -54,6 +54,7 @@ from plugin.analysis import (
     result_text,
     stack,
 )
+from plugin.settings import Settings
 from vocabulary.decisions import SeriesDecision
 from vocabulary.errors import BrainxaiError
 from vocabulary.explanation_checks import BRAIN_MASS_MIN
@@ -81,6 +82,20 @@ class PipelineOptions:
     quality_steps: int = 4
     float_maps: bool = True  # OHIF fuses float maps; integer ones for Orthanc's Web Viewer
     map_palette: str | None = None  # colour presentation of the maps (parametric_map.PALETTES)
+
+
+def pipeline_options(settings: Settings, **overrides: Any) -> PipelineOptions:
+    """The options the settings give (methods, selection rules, quality slices, map kind and
+    palette), with ``overrides`` (e.g. a command's flags) on top; None values are ignored."""
+    fields: dict[str, Any] = {
+        "methods": parse_methods(list(settings.methods)),
+        "rules_path": settings.selection_rules,
+        "quality_slices": settings.quality_slices,
+        "float_maps": settings.float_maps,
+        "map_palette": settings.map_palette,
+    }
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return PipelineOptions(**fields)
 
 
 @dataclass

@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from dicom_io.palettes import PALETTES
 from explain.options import DEFAULT_METHODS
 
+MAX_QUALITY_SLICES = 8
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRAINXAI_", extra="ignore")
@@ -102,7 +104,7 @@ class Settings(BaseSettings):
     quality_slices: int = Field(
         0,
         ge=0,
-        le=8,
+        le=MAX_QUALITY_SLICES,
         description="Deletion, insertion and ROAD curves of each explanation on the N most "
         "confident slices of a series (about 1.45 s per slice on 2 CPU cores); 0: only the "
         "brain-mass check, which keeps a routed 24-slice study's analysis near 1.4 s",

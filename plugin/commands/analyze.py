@@ -23,15 +23,16 @@ from explain.attribution import parse_methods
 from explain.options import DEFAULT_METHODS
 from inference.registry import load_model
 from plugin.commands.progress_bar import add_quiet, progress_bar
-from plugin.pipeline import PipelineOptions, analyze_paths
-from plugin.settings import load_settings
+from plugin.pipeline import analyze_paths, pipeline_options
+from plugin.settings import MAX_QUALITY_SLICES, load_settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_quiet(p)
     p.add_argument("paths", nargs="+", type=Path, help="DICOM files or folders")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="explanation methods")
+    p.add_argument("--methods", help="explanation methods (default: BRAINXAI_METHODS, "
+                   f"{','.join(DEFAULT_METHODS)})")  # fmt: skip
     p.add_argument("--model", help="weights file or models:/ URI (default: bundled model)")
     p.add_argument("--rules", type=Path, help="series selection rules (YAML)")
     p.add_argument(
@@ -64,19 +65,18 @@ def run(args: argparse.Namespace) -> int:
     if args.map_palette is not None and args.map_palette not in PALETTES:
         print(f"brainxai: --map-palette must be one of {', '.join(PALETTES)}", file=sys.stderr)
         return 2
-    if args.quality_slices is not None and not 0 <= args.quality_slices <= 8:
-        print("brainxai: --quality-slices must be 0 to 8", file=sys.stderr)
+    if args.quality_slices is not None and not 0 <= args.quality_slices <= MAX_QUALITY_SLICES:
+        print(f"brainxai: --quality-slices must be 0 to {MAX_QUALITY_SLICES}", file=sys.stderr)
         return 2
     settings = load_settings()
     clf = load_model(args.model, settings.tracking_uri())
-    opts = PipelineOptions(
-        methods=parse_methods(args.methods),
-        rules_path=args.rules or settings.selection_rules,
-        float_maps=settings.float_maps if args.float_maps is None else args.float_maps,
-        map_palette=args.map_palette or settings.map_palette,
-        quality_slices=(
-            settings.quality_slices if args.quality_slices is None else args.quality_slices
-        ),
+    opts = pipeline_options(
+        settings,
+        methods=None if args.methods is None else parse_methods(args.methods),
+        rules_path=args.rules,
+        float_maps=args.float_maps,
+        map_palette=args.map_palette,
+        quality_slices=args.quality_slices,
     )
     with progress_bar(0, "slice", "analyze", args.quiet) as bar:
         progress = SliceProgress(bar)

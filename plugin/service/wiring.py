@@ -41,14 +41,13 @@ from dicom_io.network import Peer
 from dicom_io.pydicom_settings import configure_pydicom
 from dicom_io.store_scp import ScpOptions, StoreScp, allowed_aets
 from dicom_io.warmup import warm_up
-from explain.attribution import parse_methods
 from explain.options import ExplainOptions
 from plugin.analysis import classify_and_explain
 from plugin.api import ready as api_ready
 from plugin.api.app import ApiContext, create_app
 from plugin.job_store import Backoff, Job, JobStore, default_path
 from plugin.model_service import ModelService
-from plugin.pipeline import PipelineOptions, analyze_paths
+from plugin.pipeline import analyze_paths, pipeline_options
 from plugin.service.assembly import StudyAssembler, adopt_orphans, orthanc_fetcher
 from plugin.service.delivery import Deliverer, DeliveryOptions
 from plugin.service.distributed.dispatcher import Dispatcher, node_dispatcher
@@ -136,14 +135,7 @@ def pipeline_processor(context: ServiceContext) -> Processor:
     """The built-in processor: plugin.pipeline.analyze_paths with the current classifier."""
 
     def process(paths: list[Path], out_dir: Path) -> ProcessResult:
-        settings = context.settings
-        options = PipelineOptions(
-            methods=parse_methods(list(settings.methods)),
-            rules_path=settings.selection_rules,
-            quality_slices=settings.quality_slices,
-            float_maps=settings.float_maps,
-            map_palette=settings.map_palette,
-        )
+        options = pipeline_options(context.settings)
         # The API's predictions use the same network (and explanation hooks): take turns,
         # routed studies first (a PriorityLock: the worker never waits behind a queue of
         # API requests, only for the one in progress).
