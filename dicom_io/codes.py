@@ -67,6 +67,7 @@ METHOD_CODES = {
     "layercam-b3": private("BXAI-LAYERCAM-B3", "LayerCAM (dense block 3)"),
     "smoothgrad-sq": private("BXAI-SMOOTHGRAD-SQ", "SmoothGrad-squared"),
     "gradinput": private("BXAI-GRADINPUT", "Gradient x input"),
+    "gradcam-gxi": private("BXAI-GRADCAM-GXI", "Grad-CAM sharpened by gradient x input"),
     "saliency": codes.DCM.Saliency,  # 130404
     "smoothgrad": private("BXAI-SMOOTHGRAD", "SmoothGrad"),
     "occlusion": private("BXAI-OCCLUSION", "Occlusion sensitivity"),

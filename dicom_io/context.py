@@ -21,7 +21,8 @@ BURNED_IN_DISCLAIMER = "RESEARCH USE \u2014 NOT FOR DIAGNOSIS"
 # Hundreds digit added to ResultContext.series_number_base per object kind and explanation
 # method, so every result series of a source series has its own SeriesNumber (the source's
 # number modulo 100 fills the last two digits). Kinds: "sc" (the first method's overlays),
-# "sc-<method>", "pm-<method>", "pm-<method>-float", "sr".
+# "sc-<method>", "pm-<method>", "pm-<method>-float", "sr". Slots 10 and 11 (SeriesNumber
+# 10000-10199 with the default base) came with the later default method.
 SERIES_SLOTS = {
     "sc": 0,
     "pm-gradcam": 1,
@@ -33,6 +34,8 @@ SERIES_SLOTS = {
     "pm-saliency-float": 7,
     "pm-occlusion-float": 8,
     "sr": 9,
+    "pm-gradcam-gxi": 10,
+    "pm-gradcam-gxi-float": 11,
 }
 
 

@@ -18,7 +18,14 @@ from torch import nn
 
 from explain import cam, gradients, occlusion, sae_features
 from explain.model_access import as_batch, as_targets, evaluating, logits_of, to_numpy
-from explain.options import CAM_METHODS, GRADIENT_METHODS, METHODS, ExplainOptions
+from explain.options import (
+    CAM_METHODS,
+    CAM_PASS_METHODS,
+    GRADIENT_METHODS,
+    METHODS,
+    SHARPENED_CAM,
+    ExplainOptions,
+)
 from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -100,7 +107,7 @@ def explain(
     maps: dict[str, torch.Tensor] = {}
     head: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
     with evaluating(net):
-        cams = [n for n in names if n in CAM_METHODS]
+        cams = [n for n in names if n in CAM_PASS_METHODS]
         if cams:
             t, head = _cam_maps(net, x, t, opts, cams, "saliency" in names, maps)
         if t is None:
@@ -143,15 +150,17 @@ def _cam_maps(
     saliency: bool,
     maps: dict[str, torch.Tensor],
 ) -> tuple[torch.Tensor, tuple[NDArray[np.float32], NDArray[np.float32]]]:
-    """CAM maps (and saliency, from the final layer's pass) into ``maps``; the targets
-    and the head outputs (logits, pooled features) of the first pass."""
+    """CAM maps (and saliency and the sharpened Grad-CAM, from the final layer's pass with
+    input gradients) into ``maps``; the targets and the head outputs (logits, pooled
+    features) of the first pass."""
     first, *rest = sorted({cam.cam_spec(n)[1] for n in cams})  # final layer first
-    hg = _cam_pass(net, x, t, opts, first, saliency, maps)
+    hg = _cam_pass(net, x, t, opts, first, saliency, SHARPENED_CAM in cams, maps)
     t = hg.targets
     head = (to_numpy(hg.logits), to_numpy(hg.pooled_features()))
     _fill(maps, cams, first, hg, x.shape[-1])
     for block3 in rest:
-        _fill(maps, cams, block3, _cam_pass(net, x, t, opts, block3, False, maps), x.shape[-1])
+        hg3 = _cam_pass(net, x, t, opts, block3, False, False, maps)
+        _fill(maps, cams, block3, hg3, x.shape[-1])
     return t, head
 
 
@@ -162,13 +171,16 @@ def _cam_pass(
     opts: ExplainOptions,
     block3: bool,
     saliency: bool,
+    sharpened: bool,
     maps: dict[str, torch.Tensor],
 ) -> cam.HeadGradients:
     if block3:
         return _chunked(x, t, opts, lambda xs, tt: cam.block3_gradients(net, xs, tt, opts.bf16))
-    hg, sal = _head_gradients_batched(net, x, t, opts, saliency)
-    if sal is not None:
-        maps["saliency"] = sal
+    hg, grad = _head_gradients_batched(net, x, t, opts, saliency or sharpened)
+    if grad is not None and saliency:
+        maps["saliency"] = grad.abs()
+    if grad is not None and sharpened:
+        maps[SHARPENED_CAM] = cam.sharpened_gradcam(hg, grad, x[:, 0])
     return hg
 
 
@@ -181,7 +193,7 @@ def _fill(
 ) -> None:
     for name in cams:
         fn, at_block3 = cam.cam_spec(name)
-        if at_block3 == block3:
+        if at_block3 == block3 and name not in maps:
             maps[name] = fn(hg, size)
 
 
@@ -212,19 +224,22 @@ def _merge(parts: Sequence[cam.HeadGradients]) -> cam.HeadGradients:
 
 
 def _head_gradients_batched(
-    net: nn.Module, x: torch.Tensor, t: torch.Tensor | None, opts: ExplainOptions, saliency: bool
+    net: nn.Module,
+    x: torch.Tensor,
+    t: torch.Tensor | None,
+    opts: ExplainOptions,
+    input_gradient: bool,
 ) -> tuple[cam.HeadGradients, torch.Tensor | None]:
-    """Grad-CAM's head gradients per chunk and, with ``saliency``, the saliency maps of the
-    same pass (cam.head_and_input_gradients)."""
-    parts, sal = [], []
+    """Grad-CAM's head gradients per chunk and, with ``input_gradient``, the signed input
+    gradients of the same pass (cam.head_and_input_gradients)."""
+    parts, grads = [], []
     for s in range(0, x.shape[0], opts.batch_size):
         xs = x[s : s + opts.batch_size]
         tt = None if t is None else t[s : s + opts.batch_size]
-        if saliency:
+        if input_gradient:
             hg, grad = cam.head_and_input_gradients(net, xs, tt, opts.bf16)
             parts.append(hg)
-            sal.append(grad)
+            grads.append(grad)
         else:
             parts.append(cam.head_gradients(net, xs, tt, opts.bf16))
-    maps = torch.cat(sal) if sal else None
-    return _merge(parts), maps
+    return _merge(parts), torch.cat(grads) if grads else None

@@ -27,7 +27,7 @@ from PIL import Image
 
 from dicom_io.context import BURNED_IN_DISCLAIMER
 from explain.attribution import Attribution, explain
-from explain.options import CAM_METHODS, ExplainOptions
+from explain.options import CAM_PASS_METHODS, ExplainOptions
 from explain.quality import QualityMetrics, QualityOptions, brain_mass, quality_metrics
 from explain.rendering import add_text, display_window, overlay
 from explain.sae_features import sae_from_file
@@ -44,6 +44,7 @@ METHOD_LABELS = {
     "layercam-b3": "LayerCAM (block 3)",
     "smoothgrad-sq": "SmoothGrad-squared",
     "gradinput": "Gradient x input",
+    "gradcam-gxi": "Grad-CAM x gradient-input",
     "saliency": "Saliency",
     "smoothgrad": "SmoothGrad",
     "occlusion": "Occlusion",
@@ -100,7 +101,7 @@ def classify_and_explain(
     The maps explain each image's predicted class, or class index ``target`` for all.
     """
     options = with_sae(clf, methods, options or ExplainOptions())
-    cam = next((m for m in methods if m in CAM_METHODS), None)
+    cam = next((m for m in methods if m in CAM_PASS_METHODS), None)
     if cam is not None and target is None:
         maps = explain(clf.net, images, list(methods), None, options)
         first = maps[cam]

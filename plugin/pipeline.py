@@ -143,12 +143,13 @@ def analyze_series(
         return result
     result.prepared = prepare(clf, [s.pixels for s in series.slices])
     images = stack(result.prepared)
+    methods = with_gate_map(opts.methods)
     if progress is None:
-        pred, attributions = classify_and_explain(clf, images, opts.methods)
+        pred, attributions = classify_and_explain(clf, images, methods)
     else:
         done = partial(progress, series)
         pred, attributions = classify_and_explain_in_parts(
-            clf, images, opts.methods, PROGRESS_PART, done
+            clf, images, methods, PROGRESS_PART, done
         )
     result.prediction = pred
     cam = attributions.get("gradcam") or attributions.get("gradcampp")
@@ -161,9 +162,20 @@ def analyze_series(
     if result.sequence in T2_LIKE:
         decision = unsupported_sequence(decision, result.sequence)
     result.decision = decision
-    result.maps = {m: a.normalised for m, a in attributions.items()}
-    result.quality = _quality(clf, images, result, attributions, opts)
+    shown = {m: attributions[m] for m in opts.methods}  # not the gate's own Grad-CAM
+    result.maps = {m: a.normalised for m, a in shown.items()}
+    result.quality = _quality(clf, images, result, shown, opts)
     return result
+
+
+def with_gate_map(methods: Sequence[str]) -> tuple[str, ...]:
+    """``methods`` and Grad-CAM, which the series rule's Grad-CAM gate reads
+    (inference.aggregation), unless Grad-CAM or Grad-CAM++ is among them: the decision
+    does not depend on the maps shown. Grad-CAM costs no pass of its own (its logits are the
+    prediction; with saliency or gradcam-gxi it comes from their pass)."""
+    if "gradcam" in methods or "gradcampp" in methods:
+        return tuple(methods)
+    return (*methods, "gradcam")
 
 
 def slice_evidence(

@@ -104,6 +104,28 @@ def test_normal_axial_never_gets_a_tumour_class(tmp_path: Path) -> None:
         assert figures["gradcam"]["n_slices"] == 1.0
 
 
+def test_shown_methods_do_not_change_the_decision(
+    analysed: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """Saliency alone is shown: the Grad-CAM gate still runs on Grad-CAM (with_gate_map), so
+    every slice's gate figures and the decision equal those of the default methods, and only
+    the shown method is written and measured."""
+    from tests.conftest import BUNDLED_MODEL
+
+    folder = shared("dicom", "pgbm-001-t1post")
+    args = ["analyze", str(folder), "--out", str(tmp_path), "--model", str(BUNDLED_MODEL)]
+    assert main([*args, "--methods", "saliency"]) == 0
+    (alone,) = json.loads((tmp_path / "summary.json").read_text())["studies"]
+    default = _study(analysed[1], "T1post")
+    assert alone["prediction"] == default["prediction"]
+    (se,) = [s for s in alone["series"] if s.get("slices")]
+    (de,) = [s for s in default["series"] if s.get("slices")]
+    gates = [{k: v for k, v in sl.items() if k.startswith("cam_")} for sl in se["slices"]]
+    assert gates == [{k: v for k, v in sl.items() if k.startswith("cam_")} for sl in de["slices"]]
+    assert all("cam_inside_brain" in g for g in gates)
+    assert set(se["explanation"]) == {"saliency"}
+
+
 def test_quality_curves_are_measured_when_asked(analysed: tuple[Path, dict]) -> None:
     """--quality-slices 1: each assessed series carries its explanation's curve figures,
     and its SR states them and whether the explanation fails its own checks."""

@@ -83,4 +83,5 @@ def test_context_descriptions_fit_and_start_with_ai() -> None:
     assert text.startswith("AI ") and len(text) <= 64 and "2024.1" in text
     assert "NOT FOR DIAGNOSIS" in ctx.statement and "2024.1" in ctx.statement
     kinds = ["sc", "sc-saliency", "pm-gradcam", "pm-saliency", "pm-gradcam-float", "sr"]
+    kinds += ["pm-gradcam-gxi", "pm-gradcam-gxi-float"]
     assert len({ctx.series_number(k, 11) for k in kinds}) == len(kinds)

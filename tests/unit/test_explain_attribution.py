@@ -214,6 +214,29 @@ def test_layercam_and_gradient_variants_known_answers() -> None:
     np.testing.assert_allclose(sq.raw[0], np.full((16, 16), 1 / 256**2), rtol=1e-5)
 
 
+def test_sharpened_gradcam_known_answer() -> None:
+    """TinyNet, class 0: Grad-CAM = x / 256 and the input gradient is 1/256, so
+    gradcam-gxi = x/256 * (1 + 3 * min(1, x / q)), q = the 99.5th percentile of x; the
+    ranking inside the Grad-CAM region follows gradient x input (here: x)."""
+    x = (0.2 + 0.7 * _ramp())[None, None]
+    res = explain(TinyNet(), x, ["gradcam-gxi"], targets=[0], options=FP32)["gradcam-gxi"]
+    img = x[0, 0].astype(np.float64)
+    fine = np.clip(img / np.quantile(img, 0.995), 0.0, 1.0)
+    np.testing.assert_allclose(res.raw[0], img / 256 * (1 + 3 * fine), rtol=1e-5)
+    assert res.logits is not None  # the CAM pass's head outputs: no second forward
+
+
+def test_sharpened_gradcam_shares_the_pass_with_gradcam_and_saliency(small: Any) -> None:
+    net, x = small
+    together = explain(net, x, ["gradcam-gxi", "gradcam", "saliency"], [1, 2, 3], FP32)
+    for name in ("gradcam-gxi", "gradcam", "saliency"):
+        alone = explain(net, x, name, [1, 2, 3], FP32)[name]
+        np.testing.assert_allclose(together[name].raw, alone.raw, rtol=1e-4, atol=1e-8)
+    sharp, coarse = together["gradcam-gxi"].raw, together["gradcam"].raw
+    assert ((sharp >= coarse * (1 - 1e-6)) & (sharp <= 4 * coarse + 1e-9)).all()
+    assert not np.allclose(sharp / np.maximum(coarse, 1e-12), 1.0)  # the fine part acts
+
+
 def test_block3_cams_use_the_finer_layer_and_the_same_prediction(dense: Any) -> None:
     """At 64 px dense block 3 is 4 x 4 (the final layer 2 x 2); the block-3 pass yields the
     same logits and pooled features as the final layer's, so a block-3 CAM alone predicts."""

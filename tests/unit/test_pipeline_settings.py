@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 import plugin.service.wiring as wiring
 from plugin.job_store import JobStore
-from plugin.pipeline import PipelineOptions
+from plugin.pipeline import PipelineOptions, with_gate_map
 from plugin.settings import Settings
 
 
@@ -49,3 +49,11 @@ def test_the_service_passes_its_settings_to_the_pipeline(
     (opts,) = seen
     assert (opts.quality_slices, opts.map_palette, opts.float_maps) == (3, "PET", False)
     assert opts.methods == tuple(settings.methods)
+
+
+def test_the_gate_map_is_computed_whatever_methods_are_shown() -> None:
+    """The series rule's Grad-CAM gate reads Grad-CAM (or Grad-CAM++) whatever is shown."""
+    assert with_gate_map(("gradcam-gxi",)) == ("gradcam-gxi", "gradcam")
+    assert with_gate_map(("saliency", "occlusion")) == ("saliency", "occlusion", "gradcam")
+    assert with_gate_map(("saliency", "gradcampp")) == ("saliency", "gradcampp")
+    assert with_gate_map(("gradcam",)) == ("gradcam",)
