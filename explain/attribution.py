@@ -180,7 +180,7 @@ def _cam_pass(
     if grad is not None and saliency:
         maps["saliency"] = grad.abs()
     if grad is not None and sharpened:
-        maps[SHARPENED_CAM] = cam.sharpened_gradcam(hg, grad, x[:, 0])
+        maps[SHARPENED_CAM] = cam.sharpened_gradcam(hg, grad, x[:, 0], opts.sharpen_weight)
     return hg
 
 

@@ -118,11 +118,10 @@ WEIGHTINGS: dict[str, CamFn] = {
     "layercam": layercam,
 }
 BLOCK3 = "-b3"
-SHARPEN_WEIGHT = 3.0
 
 
 def sharpened_gradcam(
-    hg: HeadGradients, input_grad: torch.Tensor, x: torch.Tensor, weight: float = SHARPEN_WEIGHT
+    hg: HeadGradients, input_grad: torch.Tensor, x: torch.Tensor, weight: float
 ) -> torch.Tensor:
     """Grad-CAM x (1 + ``weight`` x positive gradient x input), (N, S, S).
 
@@ -130,7 +129,8 @@ def sharpened_gradcam(
     al. 2016), scaled by its 99.5th percentile and clipped to [0, 1], ranks the pixels inside
     that region, as Guided Grad-CAM does with guided backpropagation (Selvaraju et al.
     2017). ``input_grad`` is d target logit / d input of the same pass, ``x`` the (N, S, S)
-    input. The weight 3 was chosen by explain-eval on the validation split (README).
+    input. ExplainOptions.sharpen_weight (3) was chosen by explain-eval on the validation
+    split (README, "Explanation quality").
     """
     coarse = gradcam(hg, x.shape[-1])
     gxi = torch.relu(input_grad * x.float()).flatten(1)

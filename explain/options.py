@@ -51,6 +51,8 @@ class ExplainOptions:
     ``occlusion_baseline`` and records the drop in the target-class probability.
     ``sae`` sums the maps of the ``sae_top_features`` SAE features contributing most to the
     target class (explain.sae_features); ``sae_path`` is the SAE file ("" = none).
+    ``sharpen_weight`` is W in gradcam-gxi = Grad-CAM x (1 + W x positive gradient x input),
+    chosen by explain-eval on the validation split (explain.cam.sharpened_gradcam).
     """
 
     bf16: bool = field(default_factory=bf16_fast)
@@ -64,6 +66,7 @@ class ExplainOptions:
     seed: int = 0
     sae_path: str = ""
     sae_top_features: int = 5
+    sharpen_weight: float = 3.0
 
     def patch_and_stride(self, size: int) -> tuple[int, int]:
         patch = self.occlusion_patch or max(2, size // 8)

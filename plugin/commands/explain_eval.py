@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_quiet(p)
     p.add_argument("--data", type=Path, required=True, help="folder with <class>/ subfolders")
-    p.add_argument("--methods", default="gradcam,gradcampp,saliency", help=f"of {METHODS}")
+    p.add_argument("--methods", default="gradcam-gxi,gradcam,saliency", help=f"of {METHODS}")
     p.add_argument("--limit", type=int, default=0, help="images per class (0 = all)")
     p.add_argument(
         "--split",
@@ -51,6 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--sharpen-weight",
+        type=float,
+        default=ExplainOptions.sharpen_weight,
+        help="gradcam-gxi: Grad-CAM x (1 + W x gradient x input) (default %(default)s)",
+    )
 
 
 def select_items(
@@ -107,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     items = select_items(args.data, clf, args.split, args.limit, args.seed)
     classes = clf.meta.classes
     qopts = QualityOptions(steps=args.steps, temperature=clf.meta.temperature, seed=args.seed)
+    eopts = ExplainOptions(sharpen_weight=args.sharpen_weight)
     rows: dict[str, list[MetricRow]] = {m: [] for m in methods}
     seconds = dict.fromkeys(methods, 0.0)
     worst = {m: Worst(args.worst) for m in methods}
@@ -121,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         pres = prepare(clf, [load_image(it.path) for it in batch])
         images = stack(pres)
         masks = np.stack([p.head_mask for p in pres])
-        prediction, maps = _explain_timed(clf, images, methods, seconds)
+        prediction, maps = _explain_timed(clf, images, methods, seconds, eopts)
         pred = prediction.probs.argmax(axis=1)
         quality = measure_quality(clf, images, maps, masks, qopts)
         for i, it in enumerate(batch):
@@ -142,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(len(batch))
         log.debug("explained %d/%d images", min(start + bs, len(items)), len(items))
     bar.close()
-    corr = _randomisation(clf, methods, probe)
+    corr = _randomisation(clf, methods, probe, eopts)
     report = {
         "model": {"name": clf.meta.name, "version": clf.version},
         "research_use_only": True,
@@ -157,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
             "deletion_baseline": qopts.deletion_baseline,
             "insertion_baseline": qopts.insertion_baseline,
             "road_noise": qopts.road_noise,
+            "sharpen_weight": eopts.sharpen_weight,
         },
         "methods": {
             m: {
@@ -189,22 +197,26 @@ def _explain_timed(
     images: NDArray[np.float32],
     methods: tuple[str, ...],
     seconds: dict[str, float],
+    options: ExplainOptions,
 ) -> tuple[Prediction, dict[str, Attribution]]:
     """Prediction and maps, each method explained on its own so that its time is its own
     (the first method's time includes the prediction, free for a CAM method)."""
     t0 = time.perf_counter()
-    prediction, maps = classify_and_explain(clf, images, methods[:1], ExplainOptions())
+    prediction, maps = classify_and_explain(clf, images, methods[:1], options)
     seconds[methods[0]] += time.perf_counter() - t0
     targets = prediction.probs.argmax(axis=1)
     for m in methods[1:]:
         t0 = time.perf_counter()
-        maps |= explain(clf.net, images, [m], targets, ExplainOptions())
+        maps |= explain(clf.net, images, [m], targets, options)
         seconds[m] += time.perf_counter() - t0
     return prediction, maps
 
 
 def _randomisation(
-    clf: Classifier, methods: tuple[str, ...], probe: list[tuple[NDArray[np.float32], int]]
+    clf: Classifier,
+    methods: tuple[str, ...],
+    probe: list[tuple[NDArray[np.float32], int]],
+    options: ExplainOptions,
 ) -> dict[str, list[float]]:
     if not probe:
         return {m: [] for m in methods}
@@ -214,7 +226,7 @@ def _randomisation(
         m: [
             float(v)
             for v in randomisation_rank_corr(
-                clf.net, images, m, targets, with_sae(clf, [m], ExplainOptions())
+                clf.net, images, m, targets, with_sae(clf, [m], options)
             )
         ]
         for m in methods

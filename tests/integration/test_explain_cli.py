@@ -114,7 +114,9 @@ def test_explain_eval_report(bundle: Path, tmp_path: Path) -> None:
             "--data",
             str(data),
             "--methods",
-            "gradcam,saliency",
+            "gradcam-gxi,saliency",
+            "--sharpen-weight",
+            "2",
             "--limit",
             "1",
             "--model",
@@ -132,7 +134,8 @@ def test_explain_eval_report(bundle: Path, tmp_path: Path) -> None:
     assert code == 0
     report = json.loads(report_path.read_text())
     assert report["n_images"] == len(CLASSES)
-    for method in ("gradcam", "saliency"):
+    assert report["options"]["sharpen_weight"] == 2.0
+    for method in ("gradcam-gxi", "saliency"):
         s = report["methods"][method]
         for key in ("brain_mass_mean", "deletion_auc_mean", "insertion_auc_mean"):
             assert 0.0 <= s[key] <= 1.0

@@ -224,6 +224,9 @@ def test_sharpened_gradcam_known_answer() -> None:
     fine = np.clip(img / np.quantile(img, 0.995), 0.0, 1.0)
     np.testing.assert_allclose(res.raw[0], img / 256 * (1 + 3 * fine), rtol=1e-5)
     assert res.logits is not None  # the CAM pass's head outputs: no second forward
+    plain = ExplainOptions(bf16=False, sharpen_weight=0.0)  # weight 0: Grad-CAM itself
+    res0 = explain(TinyNet(), x, ["gradcam-gxi"], targets=[0], options=plain)["gradcam-gxi"]
+    np.testing.assert_allclose(res0.raw[0], img / 256, rtol=1e-5)
 
 
 def test_sharpened_gradcam_shares_the_pass_with_gradcam_and_saliency(small: Any) -> None:
