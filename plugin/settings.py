@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dicom_io.palettes import PALETTES
-from explain.options import DEFAULT_METHODS
+from explain.options import DEFAULT_METHODS, METHODS
 
 MAX_QUALITY_SLICES = 8
 
@@ -99,7 +99,11 @@ class Settings(BaseSettings):
     )
 
     # Pipeline
-    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
+    methods: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_METHODS),
+        description="Explanation methods shown (SC overlays of the first, one PM each): a "
+        "comma list (BRAINXAI_METHODS=gradcam,saliency) or a list in the settings file",
+    )
     selection_rules: Path | None = None
     quality_slices: int = Field(
         0,
@@ -119,6 +123,20 @@ class Settings(BaseSettings):
         description="Colour presentation of the Parametric Maps with a well-known DICOM "
         "palette (HOT_IRON, PET, ...); off by default (dicom_io/parametric_map.py says why)",
     )
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _known_methods(cls, value: Any) -> list[str]:
+        """A comma list or a list of names (explain.attribution.parse_methods' rule, without
+        importing torch here)."""
+        if isinstance(value, str) and value.strip().startswith("["):
+            value = json.loads(value)  # the JSON list other list settings take
+        names = value.split(",") if isinstance(value, str) else list(value)
+        out = list(dict.fromkeys(str(n).strip().lower() for n in names if str(n).strip()))
+        unknown = [n for n in out if n not in METHODS]
+        if unknown or not out:
+            raise ValueError(f"methods must be a non-empty list of {', '.join(METHODS)}")
+        return out
 
     @field_validator("map_palette")
     @classmethod

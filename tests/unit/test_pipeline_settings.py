@@ -29,6 +29,24 @@ def test_bad_pipeline_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> N
     assert Settings.model_fields["quality_slices"].default == 0  # curves are opt-in
 
 
+def test_methods_setting_takes_a_comma_list_or_a_json_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().methods == ["gradcam-gxi"]  # the measured default
+    for value, expected in [
+        ("gradcam", ["gradcam"]),
+        (" Gradcam-GXI , saliency,", ["gradcam-gxi", "saliency"]),
+        ('["gradcam", "saliency"]', ["gradcam", "saliency"]),
+    ]:
+        monkeypatch.setenv("BRAINXAI_METHODS", value)
+        assert Settings().methods == expected
+    for bad in ("bogus", "gradcam,nope", " , "):
+        monkeypatch.setenv("BRAINXAI_METHODS", bad)
+        with pytest.raises(ValidationError, match="methods must be"):
+            Settings()
+    assert Settings(methods=["saliency"]).methods == ["saliency"]  # the settings file's list
+
+
 def test_the_service_passes_its_settings_to_the_pipeline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
