@@ -233,11 +233,12 @@ def _head_gradients_batched(
     """Grad-CAM's head gradients per chunk and, with ``input_gradient``, the signed input
     gradients of the same pass (cam.head_and_input_gradients)."""
     parts, grads = [], []
-    for s in range(0, x.shape[0], opts.batch_size):
-        xs = x[s : s + opts.batch_size]
-        tt = None if t is None else t[s : s + opts.batch_size]
+    step = max(1, opts.graph_batch_size if input_gradient else opts.batch_size)
+    for s in range(0, x.shape[0], step):
+        xs = x[s : s + step]
+        tt = None if t is None else t[s : s + step]
         if input_gradient:
-            hg, grad = cam.head_and_input_gradients(net, xs, tt, opts.bf16)
+            hg, grad = cam.head_and_input_gradients(net, xs.contiguous(), tt, opts.bf16)
             parts.append(hg)
             grads.append(grad)
         else:

@@ -30,12 +30,12 @@ def _input_gradient(
 def input_gradient(
     net: nn.Module, x: torch.Tensor, targets: torch.Tensor, opts: ExplainOptions
 ) -> torch.Tensor:
-    """d logit_target / d input per sample (signed), (N, S, S), in chunks."""
+    """d logit_target / d input per sample (signed), (N, S, S), in chunks of
+    ``graph_batch_size`` in the contiguous memory format (ExplainOptions says why)."""
+    step = max(1, opts.graph_batch_size)
     out = [
-        _input_gradient(
-            net, x[i : i + opts.batch_size], targets[i : i + opts.batch_size], opts.bf16
-        )
-        for i in range(0, x.shape[0], opts.batch_size)
+        _input_gradient(net, x[i : i + step].contiguous(), targets[i : i + step], opts.bf16)
+        for i in range(0, x.shape[0], step)
     ]
     return torch.cat(out)
 
