@@ -2,7 +2,8 @@
 
 - ``explain.attribution.explain(net, images, methods, targets=None, options=None)``:
   Grad-CAM, Grad-CAM++, LayerCAM (final layer), Grad-CAM, HiResCAM and LayerCAM at dense
-  block 3, saliency, SmoothGrad(-squared), gradient x input and occlusion (``Attribution``);
+  block 3, Grad-CAM sharpened by gradient x input (``gradcam-gxi``), saliency,
+  SmoothGrad(-squared), gradient x input and occlusion (``Attribution``);
   ``explain.options.DEFAULT_METHODS`` are the ones chosen by measurement.
 - ``explain.activations.top_activations``: the strongest feature maps of a layer.
 - ``explain.quality``: brain mass, deletion/insertion and ROAD deletion AUCs (with a
