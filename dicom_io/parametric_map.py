@@ -121,7 +121,7 @@ def build_parametric_map(
                 )
             ],
             content_label="HEATMAP",
-            content_description=f"{o.method_label} {ctx.model_version} {DISCLAIMER}"[:64],
+            content_description=_content_description(o.method_label, ctx.model_version),
             content_creator_name="brainxai^",
             **_geometry(series),
             content_qualification="RESEARCH",
@@ -265,3 +265,10 @@ def _source_datasets(series: Series) -> list[Dataset]:
     for s in series.slices:
         seen.setdefault(s.sop_instance_uid, s.dataset)
     return list(seen.values())
+
+
+def _content_description(method_label: str, model_version: str) -> str:
+    """'<method> <model version> <disclaimer>' in the 64 characters of LO: the method and
+    version are cut, never the disclaimer."""
+    head = f"{method_label} {model_version}"[: 64 - len(DISCLAIMER) - 1].rstrip()
+    return f"{head} {DISCLAIMER}"

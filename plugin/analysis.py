@@ -44,7 +44,7 @@ METHOD_LABELS = {
     "layercam-b3": "LayerCAM (block 3)",
     "smoothgrad-sq": "SmoothGrad-squared",
     "gradinput": "Gradient x input",
-    "gradcam-gxi": "Grad-CAM x gradient-input",
+    "gradcam-gxi": "Grad-CAM sharpened",  # by gradient x input; fits LO with version + disclaimer
     "saliency": "Saliency",
     "smoothgrad": "SmoothGrad",
     "occlusion": "Occlusion",

@@ -373,3 +373,15 @@ def test_a_series_with_no_assessed_slice_still_gets_its_report() -> None:
         for item in series.ReferencedSOPSequence
     }
     assert only.slices[len(only) // 2].sop_instance_uid in evidence
+
+
+def test_a_long_method_label_never_cuts_the_disclaimer() -> None:
+    """ContentDescription is LO (64 characters): the label and version give way."""
+    ctx = ResultContext(model_version="202612030130")
+    series = make_series(6)
+    for label, full in [("Grad-CAM sharpened", True), ("A much longer method label", False)]:
+        opts = MapOptions("gradcam-gxi", label)
+        pm = build_parametric_map(series, np.zeros((8, 16, 16), np.float32), ctx, opts)
+        text = str(pm.ContentDescription)
+        assert len(text) <= 64 and text.endswith("RESEARCH USE - NOT FOR DIAGNOSIS"), text
+        assert text.startswith(label[:12]) and ("202612030130" in text) == full, text
