@@ -105,7 +105,8 @@ def test_web_page_predicts_a_dropped_file(tmp_path: Path) -> None:
                 assert shown == (body["class"] or "indeterminate")
                 assert page.inner_text("#result-sentence") == body["sentence"]
                 assert page.locator("#probs .row").count() == len(CLASSES)
-                assert page.locator("#views .view[data-method=gradcam] img.heat").count() == 1
+                heat = "#views .view[data-method=gradcam-gxi] img.heat"  # the default method
+                assert page.locator(heat).count() == 1
                 page.locator("#views input[type=range]").first.fill("20")
                 opacity = page.eval_on_selector("#views img.heat", "e => e.style.opacity")
                 assert opacity == "0.2"

@@ -41,7 +41,7 @@ async function apiFetch(path, options) {
 function selectedMethods() {
   const boxes = document.querySelectorAll("#methods input:checked");
   const names = Array.from(boxes, (b) => b.value);
-  return names.length ? names.join(",") : "gradcam";
+  return names.length ? names.join(",") : "gradcam-gxi";
 }
 
 async function predict(file) {
