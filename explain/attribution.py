@@ -22,11 +22,10 @@ from explain.options import (
     CAM_METHODS,
     CAM_PASS_METHODS,
     GRADIENT_METHODS,
-    METHODS,
     SHARPENED_CAM,
     ExplainOptions,
+    parse_methods,
 )
-from vocabulary.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +70,6 @@ def normalise(raw: FloatMaps, method: str, clip_percentile: float = 99.5) -> Flo
     out[span[:, 0] <= 0] = 0.0
     result: FloatMaps = out.reshape(raw.shape).astype(np.float32)
     return result
-
-
-def parse_methods(
-    methods: str | Sequence[str] | None, default: Sequence[str] = ()
-) -> tuple[str, ...]:
-    """Validate method names ("gradcam,saliency" or a sequence), keeping their order.
-
-    No names at all (None, "", " , ") give ``default``; with no default that is an error.
-    """
-    names = (methods or "").split(",") if isinstance(methods, str | None) else list(methods)
-    out = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip())) or tuple(default)
-    unknown = [n for n in out if n not in METHODS]
-    if unknown or not out:
-        raise InputError(f"unknown method(s) {unknown or methods!r}; choose from {METHODS}")
-    return out
 
 
 def explain(
@@ -150,38 +134,28 @@ def _cam_maps(
     saliency: bool,
     maps: dict[str, torch.Tensor],
 ) -> tuple[torch.Tensor, tuple[NDArray[np.float32], NDArray[np.float32]]]:
-    """CAM maps (and saliency and the sharpened Grad-CAM, from the final layer's pass with
-    input gradients) into ``maps``; the targets and the head outputs (logits, pooled
-    features) of the first pass."""
-    first, *rest = sorted({cam.cam_spec(n)[1] for n in cams})  # final layer first
-    hg = _cam_pass(net, x, t, opts, first, saliency, SHARPENED_CAM in cams, maps)
+    """CAM maps into ``maps``, with saliency and the sharpened Grad-CAM from the final
+    layer's pass when that pass also takes the input gradients; the targets and the head
+    outputs (logits, pooled features) of the first pass."""
+    sharpened = SHARPENED_CAM in cams
+    plain = [n for n in cams if n != SHARPENED_CAM]
+    layers = {cam.cam_spec(n)[1] for n in plain} | ({False} if sharpened else set())
+    first, *rest = sorted(layers)  # final layer (False) first
+    if first:  # block 3 only: no final-layer pass to share the input gradients with
+        hg = _chunked(x, t, opts, lambda xs, tt: cam.block3_gradients(net, xs, tt, opts.bf16))
+    else:
+        hg, grad = _head_gradients_batched(net, x, t, opts, saliency or sharpened)
+        if grad is not None and saliency:
+            maps["saliency"] = grad.abs()
+        if grad is not None and sharpened:
+            maps[SHARPENED_CAM] = cam.sharpened_gradcam(hg, grad, x[:, 0], opts.sharpen_weight)
     t = hg.targets
     head = (to_numpy(hg.logits), to_numpy(hg.pooled_features()))
-    _fill(maps, cams, first, hg, x.shape[-1])
+    _fill(maps, plain, first, hg, x.shape[-1])
     for block3 in rest:
-        hg3 = _cam_pass(net, x, t, opts, block3, False, False, maps)
-        _fill(maps, cams, block3, hg3, x.shape[-1])
+        hg3 = _chunked(x, t, opts, lambda xs, tt: cam.block3_gradients(net, xs, tt, opts.bf16))
+        _fill(maps, plain, block3, hg3, x.shape[-1])
     return t, head
-
-
-def _cam_pass(
-    net: nn.Module,
-    x: torch.Tensor,
-    t: torch.Tensor | None,
-    opts: ExplainOptions,
-    block3: bool,
-    saliency: bool,
-    sharpened: bool,
-    maps: dict[str, torch.Tensor],
-) -> cam.HeadGradients:
-    if block3:
-        return _chunked(x, t, opts, lambda xs, tt: cam.block3_gradients(net, xs, tt, opts.bf16))
-    hg, grad = _head_gradients_batched(net, x, t, opts, saliency or sharpened)
-    if grad is not None and saliency:
-        maps["saliency"] = grad.abs()
-    if grad is not None and sharpened:
-        maps[SHARPENED_CAM] = cam.sharpened_gradcam(hg, grad, x[:, 0], opts.sharpen_weight)
-    return hg
 
 
 def _fill(
@@ -193,7 +167,7 @@ def _fill(
 ) -> None:
     for name in cams:
         fn, at_block3 = cam.cam_spec(name)
-        if at_block3 == block3 and name not in maps:
+        if at_block3 == block3:
             maps[name] = fn(hg, size)
 
 

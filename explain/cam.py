@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from explain.model_access import trunk_features, upsample
-from explain.options import SHARPENED_CAM
 from inference.model import feature_extractor, head_forward
 
 EPS = 1e-7
@@ -140,10 +139,7 @@ def sharpened_gradcam(
 
 
 def cam_spec(method: str) -> tuple[CamFn, bool]:
-    """(map function, at block 3?) of a CAM method name such as "layercam-b3"; the
-    sharpened Grad-CAM's coarse part is Grad-CAM (explain.attribution adds the rest)."""
-    if method == SHARPENED_CAM:
-        return gradcam, False
+    """(map function, at block 3?) of a CAM method name such as "layercam-b3"."""
     base = method.removesuffix(BLOCK3)
     return WEIGHTINGS[base], method.endswith(BLOCK3)
 

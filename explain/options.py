@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from inference.precision import bf16_fast
+from vocabulary.errors import InputError
 
 METHODS: tuple[str, ...] = (
     "gradcam",
@@ -46,7 +48,7 @@ class ExplainOptions:
     ``bf16`` runs the convolutional trunk under CPU bfloat16 autocast (the classifier head
     and all gradients of Grad-CAM stay float32). A pass that keeps an autograd graph through
     the trunk (saliency, gradcam-gxi) takes ``graph_batch_size`` images at a time in the
-    contiguous memory format: 24 slices at 192 px took 2.8-2.9 s so against 3.3-4.5 s in
+    contiguous memory format: 24 slices at 192 px took 2.8-2.9 s against 3.3-4.5 s in
     one channels-last batch on this 2-core CPU (2026-12-03). SmoothGrad adds Gaussian noise with a
     standard deviation of ``smoothgrad_sigma`` times the image's value range (Smilkov et al.
     2017 recommend 10-20 %). Occlusion slides a square patch of ``occlusion_patch`` pixels
@@ -76,3 +78,18 @@ class ExplainOptions:
         patch = self.occlusion_patch or max(2, size // 8)
         stride = self.occlusion_stride or max(1, patch // 2)
         return min(patch, size), stride
+
+
+def parse_methods(
+    methods: str | Sequence[str] | None, default: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """Validate method names ("gradcam,saliency" or a sequence), keeping their order.
+
+    No names at all (None, "", " , ") give ``default``; with no default that is an error.
+    """
+    names = (methods or "").split(",") if isinstance(methods, str | None) else list(methods)
+    out = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip())) or tuple(default)
+    unknown = [n for n in out if n not in METHODS]
+    if unknown or not out:
+        raise InputError(f"unknown method(s) {unknown or methods!r}; choose from {METHODS}")
+    return out

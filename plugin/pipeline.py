@@ -30,8 +30,8 @@ from dicom_io.sequence import T2_LIKE, sequence_of
 from dicom_io.series import Series
 from dicom_io.series_selection import SelectionRules, load_rules, select_series
 from dicom_io.structured_report import Attention, ResultObject, SkippedSeries, build_report
-from explain.attribution import Attribution, parse_methods
-from explain.options import DEFAULT_METHODS
+from explain.attribution import Attribution
+from explain.options import DEFAULT_METHODS, parse_methods
 from explain.quality import QualityMetrics, brain_mass, cam_location
 from inference.aggregation import (
     AggregationOptions,
@@ -98,6 +98,10 @@ def pipeline_options(settings: Settings, **overrides: Any) -> PipelineOptions:
     return PipelineOptions(**fields)
 
 
+# The maps the series rule's Grad-CAM gate can read, in order of preference.
+GATE_METHODS = ("gradcam", "gradcampp")
+
+
 @dataclass
 class SeriesAnalysis:
     series: Series
@@ -152,7 +156,7 @@ def analyze_series(
             clf, images, methods, PROGRESS_PART, done
         )
     result.prediction = pred
-    cam = attributions.get("gradcam") or attributions.get("gradcampp")
+    cam = next((attributions[m] for m in GATE_METHODS if m in attributions), None)
     evidence = slice_evidence(series, result.prepared, pred, clf)
     if cam is not None:
         inside, centroid = cam_evidence(cam.normalised, result.prepared)
@@ -173,9 +177,9 @@ def with_gate_map(methods: Sequence[str]) -> tuple[str, ...]:
     (inference.aggregation), unless Grad-CAM or Grad-CAM++ is among them: the decision
     does not depend on the maps shown. Grad-CAM costs no pass of its own (its logits are the
     prediction; with saliency or gradcam-gxi it comes from their pass)."""
-    if "gradcam" in methods or "gradcampp" in methods:
+    if any(m in GATE_METHODS for m in methods):
         return tuple(methods)
-    return (*methods, "gradcam")
+    return (*methods, GATE_METHODS[0])
 
 
 def slice_evidence(

@@ -15,7 +15,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dicom_io.palettes import PALETTES
-from explain.options import DEFAULT_METHODS, METHODS
+from explain.options import DEFAULT_METHODS, parse_methods
+from vocabulary.errors import InputError
 
 MAX_QUALITY_SLICES = 8
 
@@ -127,16 +128,13 @@ class Settings(BaseSettings):
     @field_validator("methods", mode="before")
     @classmethod
     def _known_methods(cls, value: Any) -> list[str]:
-        """A comma list or a list of names (explain.attribution.parse_methods' rule, without
-        importing torch here)."""
+        """A comma list, a JSON list or a list of names (explain.options.parse_methods)."""
         if isinstance(value, str) and value.strip().startswith("["):
             value = json.loads(value)  # the JSON list other list settings take
-        names = value.split(",") if isinstance(value, str) else list(value)
-        out = list(dict.fromkeys(str(n).strip().lower() for n in names if str(n).strip()))
-        unknown = [n for n in out if n not in METHODS]
-        if unknown or not out:
-            raise ValueError(f"methods must be a non-empty list of {', '.join(METHODS)}")
-        return out
+        try:
+            return list(parse_methods(value if isinstance(value, str) else list(value)))
+        except InputError as exc:
+            raise ValueError(f"methods must be known explanation methods: {exc}") from exc
 
     @field_validator("map_palette")
     @classmethod

@@ -22,9 +22,9 @@ from PIL import Image
 
 from dicom_io.reader import read_bytes
 from dicom_io.series_selection import single_image_refusal
-from explain.attribution import Attribution, parse_methods
+from explain.attribution import Attribution
 from explain.options import DEFAULT_METHODS as OPTION_DEFAULTS
-from explain.options import METHODS, ExplainOptions
+from explain.options import METHODS, ExplainOptions, parse_methods
 from explain.rendering import raw_png16
 from inference.preprocessing import MAX_PIXELS, Preprocessed, to_grey
 from inference.scope_gate import out_of_scope_reason

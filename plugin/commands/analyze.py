@@ -19,8 +19,7 @@ from typing import Any
 
 from dicom_io.palettes import PALETTES
 from dicom_io.series import Series
-from explain.attribution import parse_methods
-from explain.options import DEFAULT_METHODS
+from explain.options import DEFAULT_METHODS, parse_methods
 from inference.registry import load_model
 from plugin.commands.progress_bar import add_quiet, progress_bar
 from plugin.pipeline import analyze_paths, pipeline_options

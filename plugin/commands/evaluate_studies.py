@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from explain.attribution import parse_methods
+from explain.options import parse_methods
 from inference.bundle import Classifier
 from inference.registry import load_model, resolve_model, tag_real_check
 from inference.study_evaluation import StudyOutcome, markdown_table, read_labels, tally
@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", required=True, type=Path, help="CSV: path,expected[,split]")
     p.add_argument("--out", required=True, type=Path, help="report JSON (objects beside it)")
     p.add_argument("--model", help="bundle file or models:/ URI (default: bundled model)")
-    p.add_argument("--methods", default="gradcam", help="explanation methods (gradcam gates)")
+    p.add_argument("--methods", default="gradcam", help="explanation methods shown (the gate "
+                   "reads Grad-CAM whatever is shown)")  # fmt: skip
     p.add_argument(
         "--tag-model",
         action="store_true",

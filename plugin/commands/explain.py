@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from explain.attribution import Attribution, parse_methods
-from explain.options import DEFAULT_METHODS, METHODS, ExplainOptions
+from explain.attribution import Attribution
+from explain.options import DEFAULT_METHODS, METHODS, ExplainOptions, parse_methods
 from explain.quality import QualityMetrics, QualityOptions
 from explain.rendering import raw_png16, to_png
 from inference.bundle import Classifier

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from explain.attribution import Attribution, explain, parse_methods
-from explain.options import METHODS, ExplainOptions
+from explain.attribution import Attribution, explain
+from explain.options import METHODS, ExplainOptions, parse_methods
 from explain.quality import QualityOptions, randomisation_rank_corr
 from explain.rendering import add_text, overlay, to_png
 from explain.summary import MetricRow, summarise_method

@@ -11,8 +11,8 @@ from torch import nn
 
 from explain import cam
 from explain.activations import strongest_activations, top_activations
-from explain.attribution import METHODS, explain, normalise, parse_methods
-from explain.options import ExplainOptions
+from explain.attribution import explain, normalise
+from explain.options import METHODS, ExplainOptions, parse_methods
 from inference.model import build_network
 from vocabulary.errors import InputError
 
