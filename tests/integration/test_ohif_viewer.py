@@ -91,6 +91,12 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processed]:
         server.stop()
 
 
+def viewer_url(processed: Processed) -> str:
+    """The viewer's entry page (OHIF then shows /ohif/viewer?..., which Orthanc's
+    ServeFolders cannot serve on a reload: a fresh load must go here again)."""
+    return f"{processed.orthanc.url}/ohif/viewer.html?StudyInstanceUIDs={processed.study_uid}"
+
+
 @pytest.fixture
 def page(processed: Processed) -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
@@ -103,9 +109,7 @@ def page(processed: Processed) -> Iterator[Any]:
             pg = browser.new_page(viewport={"width": 1400, "height": 900})
             pg.on("request", lambda r: None if r.url.startswith((processed.orthanc.url, "data:",
                   "blob:")) else outside.append(r.url))  # fmt: skip
-            pg.goto(
-                f"{processed.orthanc.url}/ohif/viewer.html?StudyInstanceUIDs={processed.study_uid}"
-            )
+            pg.goto(viewer_url(processed))
             pg.wait_for_selector('text="PMAP"', timeout=90_000)  # the study browser lists the PM
             # OHIF's first-visit tour covers the viewport once the first image shows
             with contextlib.suppress(sync_api.TimeoutError):  # no tour: nothing to dismiss
@@ -170,7 +174,7 @@ def open_sr_viewport(page: Any, predicate: str, arg: Any, deadline: float) -> bo
     return False
 
 
-def show_sr(page: Any, predicate: str, arg: Any, what: str) -> None:
+def show_sr(page: Any, url: str, predicate: str, arg: Any, what: str) -> None:
     """Open the SR viewport until ``predicate(arg)`` holds; one fresh load of the viewer if
     60 s were not enough (OHIF stayed without the SR once in CI: a double-click dropped
     while the study loaded, then no answer to more). Fails with a screenshot and the text."""
@@ -178,7 +182,7 @@ def show_sr(page: Any, predicate: str, arg: Any, what: str) -> None:
         if open_sr_viewport(page, predicate, arg, deadline=time.monotonic() + 60):
             return
         if attempt == 1:
-            page.reload()
+            page.goto(url)
             page.wait_for_selector('text="PMAP"', timeout=90_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ohif_sr_not_shown.png"))
@@ -193,7 +197,7 @@ def test_sr_finding_is_shown(page: Any, processed: Processed) -> None:
     finding = class_name(processed.prediction).lower()
     before = str(page.evaluate(VIEWPORT_TEXT)).lower().count(finding)
     shown = f"([c, n]) => ({VIEWPORT_TEXT})().toLowerCase().split(c).length - 1 > n"
-    show_sr(page, shown, [finding, before], f"the SR finding {finding!r}")
+    show_sr(page, viewer_url(processed), shown, [finding, before], f"the SR finding {finding!r}")
     page.wait_for_selector(".cornerstone-canvas", timeout=30_000)  # the referenced MR slice
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ohif_sr.png"))
@@ -235,7 +239,7 @@ def test_sr_groups_are_placed_apart(page: Any, processed: Processed) -> None:
     _, _, cam = regions[next(n for n in regions if "explanation" in n)]
     assert cam[0] == cam[-1] and len(cam) >= 4  # a closed outline
     drawn = "() => document.querySelectorAll('svg.svg-layer polyline').length >= 2"
-    show_sr(page, drawn, None, "the SR's outlines")
+    show_sr(page, viewer_url(processed), drawn, None, "the SR's outlines")
     page.wait_for_timeout(1000)  # all groups' labels drawn
     blocks = label_blocks(page.evaluate(LABEL_BOXES))
     ARTIFACTS.mkdir(exist_ok=True)
