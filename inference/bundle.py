@@ -112,6 +112,13 @@ class Classifier:
     def version(self) -> str:
         return self.meta.version
 
+    @property
+    def weights_version(self) -> str:
+        """The version whose network weights this bundle carries: its own, or the source's
+        when only the out-of-scope detector was refitted (``fit-scope --version``). Artefacts
+        of the weights alone (the SAE) belong to this version."""
+        return str(self.meta.extra.get("weights_version", self.meta.version))
+
     def predict(self, images: NDArray[np.float32], batch_size: int = 32) -> Prediction:
         """Calibrated prediction: bf16 trunk, float32 head (as Grad-CAM computes it)."""
         logits, feats = [], []

@@ -62,15 +62,16 @@ def sae_path_for(model_name: str, version: str) -> Path:
 
 def with_sae(clf: Classifier, methods: Sequence[str], options: ExplainOptions) -> ExplainOptions:
     """``options`` naming the model's SAE file when the ``sae`` method is asked for; an SAE
-    trained for another model version is refused (its features would mean nothing)."""
+    trained for other network weights is refused (its features would mean nothing)."""
     if "sae" not in methods:
         return options
-    path = options.sae_path or str(sae_path_for(clf.meta.name, clf.version))
+    weights = clf.weights_version
+    path = options.sae_path or str(sae_path_for(clf.meta.name, weights))
     if Path(path).is_file():
         info = sae_from_file(path)[1]
-        if (info.model_name, info.model_version) != (clf.meta.name, clf.version):
+        if (info.model_name, info.model_version) != (clf.meta.name, weights):
             raise ModelError(f"the SAE {path} was trained for {info.model_name} version "
-                             f"{info.model_version}, not version {clf.version}")  # fmt: skip
+                             f"{info.model_version}, not version {weights}")  # fmt: skip
     return replace(options, sae_path=path)
 
 

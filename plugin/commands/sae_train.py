@@ -87,7 +87,7 @@ CHUNK = 128  # images per cache file: an interrupted extraction keeps what it fi
 
 def _key(clf: Classifier, names: Sequence[str]) -> str:
     h = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
-    return f"{clf.meta.name}-{clf.version}-{clf.image_size}-{h}"
+    return f"{clf.meta.name}-{clf.weights_version}-{clf.image_size}-{h}"
 
 
 def _extract(
@@ -213,9 +213,9 @@ def run(args: argparse.Namespace) -> int:
                       "sae", args.quiet) as bar:  # fmt: skip
         sae, history = train_sae(train_tokens, cfg, lambda *_: bar.update(1))
     seconds = time.monotonic() - start
-    sae_file = args.sae_out or sae_path_for(clf.meta.name, clf.version)
+    sae_file = args.sae_out or sae_path_for(clf.meta.name, clf.weights_version)
     grid = sets["validation"][0].shape[1:3]
-    info = SAEInfo(clf.meta.name, clf.version, grid=(int(grid[0]), int(grid[1])),
+    info = SAEInfo(clf.meta.name, clf.weights_version, grid=(int(grid[0]), int(grid[1])),
                    extra={"config": {k: float(v) for k, v in vars(cfg).items()}})  # fmt: skip
     save_sae(sae_file, sae, info)
     report = _report(args, clf, sae, cfg, sets, history, seconds, split.validation)
@@ -290,7 +290,7 @@ def _report(
     sample = np.asarray(train_tokens[:: max(1, len(train_tokens) // 1000)])
     report: dict[str, Any] = {
         "note": "Research use only, not for diagnosis.",
-        "model": {"name": clf.meta.name, "version": clf.version},
+        "model": {"name": clf.meta.name, "version": clf.weights_version},
         "layer": "class_layers.relu (DenseNet169's final feature map, input of the head)",
         "config": {k: v for k, v in vars(cfg).items()},
         "contribution": "mean_ij(z_f,ij) * (W_c . scale * W_dec[f]) (logit units)",

@@ -85,6 +85,14 @@ def test_sae_train_writes_sae_report_montages_and_mlflow_artifact(
     wrong = ["explain", str(image), "--model", str(other), "--methods", "sae", "--no-curves"]
     assert main([*wrong, "--out", str(tmp_path / "ex3")]) == 1
     assert "not version 8" in capsys.readouterr().err
+    # A bundle that only refitted the out-of-scope detector (fit-scope --version) carries
+    # version 7's weights: version 7's SAE still explains it.
+    torch.manual_seed(0)
+    refit = tmp_path / "refit.pt"
+    save_bundle(refit, build_network(), BundleMeta(version="7b", preprocess=PreprocessConfig(64),
+                extra={"weights_version": "7"}), None)  # fmt: skip
+    again = ["explain", str(image), "--model", str(refit), "--methods", "sae", "--no-curves"]
+    assert main([*again, "--out", str(tmp_path / "ex4")]) == 0
     monkeypatch.setenv("BRAINXAI_SAE", str(tmp_path / "missing.sae.pt"))
     assert main([*ex, "--out", str(tmp_path / "ex2"), "--no-curves"]) == 1
     assert "brainxai sae-train" in capsys.readouterr().err
