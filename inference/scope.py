@@ -99,8 +99,9 @@ def fit_scope(
     # kept and rejected shares, do not change.
     logit = np.stack([z @ beta, np.ones(len(z))], axis=1)
     a, b = _newton_logistic(logit, y, sample_w, 1e-6 * np.eye(2), iterations)
-    beta = a * beta
-    beta[-1] += b
+    if a > 0:  # a fit no better than chance keeps its raw logits rather than flip them
+        beta = a * beta
+        beta[-1] += b
     det = ScopeDetector(
         mean.astype(np.float32),
         comps.astype(np.float32),
@@ -144,6 +145,7 @@ class HeldOutScore:
 
 
 def score(det: ScopeDetector, features: F32, in_scope: NDArray[np.bool_]) -> HeldOutScore:
+    """Kept and rejected shares of ``det`` at its threshold (nan for an absent side)."""
     keep = det.in_scope(features)
     y = np.asarray(in_scope, dtype=bool)
     kept = float(keep[y].mean()) if y.any() else float("nan")
