@@ -139,22 +139,27 @@ def _cam_maps(
     outputs (logits, pooled features) of the first pass."""
     sharpened = SHARPENED_CAM in cams
     plain = [n for n in cams if n != SHARPENED_CAM]
-    layers = {cam.cam_spec(n)[1] for n in plain} | ({False} if sharpened else set())
-    first, *rest = sorted(layers)  # final layer (False) first
-    if first:  # block 3 only: no final-layer pass to share the input gradients with
-        hg = _chunked(x, t, opts, lambda xs, tt: cam.block3_gradients(net, xs, tt, opts.bf16))
-    else:
+    at_block3 = {cam.cam_spec(n)[1] for n in plain}
+    final = sharpened or False in at_block3
+
+    def block3_pass(targets: torch.Tensor | None) -> cam.HeadGradients:
+        return _chunked(
+            x, targets, opts, lambda xs, tt: cam.block3_gradients(net, xs, tt, opts.bf16)
+        )
+
+    if final:  # the final layer's pass, with the input gradients when a map needs them
         hg, grad = _head_gradients_batched(net, x, t, opts, saliency or sharpened)
         if grad is not None and saliency:
             maps["saliency"] = grad.abs()
         if grad is not None and sharpened:
             maps[SHARPENED_CAM] = cam.sharpened_gradcam(hg, grad, x[:, 0], opts.sharpen_weight)
+    else:  # block 3 only
+        hg = block3_pass(t)
     t = hg.targets
     head = (to_numpy(hg.logits), to_numpy(hg.pooled_features()))
-    _fill(maps, plain, first, hg, x.shape[-1])
-    for block3 in rest:
-        hg3 = _chunked(x, t, opts, lambda xs, tt: cam.block3_gradients(net, xs, tt, opts.bf16))
-        _fill(maps, plain, block3, hg3, x.shape[-1])
+    _fill(maps, plain, not final, hg, x.shape[-1])
+    if final and True in at_block3:  # block 3 as well, for the first pass's targets
+        _fill(maps, plain, True, block3_pass(t), x.shape[-1])
     return t, head
 
 

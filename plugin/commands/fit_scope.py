@@ -51,20 +51,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     clf = load_bundle(local_path(args.model))
     real_x, scope, cases = _real_features(clf, args.real_slices)
-    jpeg_x = _jpeg_features(clf, args.data, args.jpeg_limit)
-    n_jpeg = len(jpeg_x)
-    x = np.concatenate([real_x, jpeg_x]) if n_jpeg else real_x
-    y = np.concatenate([scope, np.ones(n_jpeg, dtype=bool)])
+    jpeg_x = _jpeg_features(clf, args.data, args.jpeg_limit)  # in scope, no patient
+    always = None if jpeg_x is None else (jpeg_x, np.ones(len(jpeg_x), dtype=bool))
+    x, y = (real_x, scope) if always is None else (
+        np.concatenate([real_x, always[0]]), np.concatenate([scope, always[1]])
+    )  # fmt: skip
     options = {"n_components": args.components, "l2": args.l2, "keep_in_scope": args.keep}
     det = fit_scope(x, y, **options)
     fitted = score(det, x, y)
-    always = (jpeg_x, np.ones(n_jpeg, dtype=bool)) if n_jpeg else None
     lopo = leave_one_case_out(real_x, scope, cases, always=always, **options)
     report: dict[str, object] = {
         "options": options,
         "in_scope_examples": int(y.sum()),
         "out_of_scope_examples": int((~y).sum()),
-        "jpegs": n_jpeg,
+        "jpegs": 0 if jpeg_x is None else len(jpeg_x),
         "threshold": round(det.threshold, 4),
         "in_scope_kept": round(fitted.kept, 4),
         "out_of_scope_rejected": round(fitted.rejected, 4),
@@ -108,10 +108,10 @@ def _real_features(
     return clf.predict(images).features, scope, cases
 
 
-def _jpeg_features(clf: Classifier, data: Path | None, limit: int) -> NDArray[np.float32]:
+def _jpeg_features(clf: Classifier, data: Path | None, limit: int) -> NDArray[np.float32] | None:
     """Pooled features of (up to ``limit``) training-side JPEGs: in-scope examples."""
     if data is None:
-        return np.zeros((0, 0), dtype=np.float32)
+        return None
     split = repeat_training_split(list_images(data), clf.meta.extra.get("options", {}))
     rng = np.random.default_rng(0)
     items = list(split.train)
