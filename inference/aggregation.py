@@ -2,7 +2,10 @@
 
 The rule (stated in the README, calibrated on the shared DICOM series and validation):
 
-1. A slice is *eligible* only if enough head is in it (head area >= ``min_head_fraction``
+1. A slice is *eligible* only if it holds signal (its intensity range is at least
+   ``min_signal`` of the series' median: a noise-only end slice of a 3D acquisition has a
+   head mask that fills the image and would otherwise set the series' largest head area),
+   enough head is in it (head area >= ``min_head_fraction``
    of the series' largest head area), it lies in the central part of the head along the
    slice axis (axial: not the skull base / sella level or vertex; sagittal and coronal: not
    the outer slices), and its feature-distance OOD score is below the model's threshold x
@@ -42,6 +45,7 @@ PITUITARY = "pituitary"
 
 @dataclass(frozen=True)
 class AggregationOptions:
+    min_signal: float = 0.15
     min_head_fraction: float = 0.5
     # Axial series: share of the head's extent along the slice axis ignored at the bottom
     # (skull base and sella level, which the JPEG-trained model calls "pituitary" even in
@@ -96,14 +100,31 @@ class SliceEvidence:
     # P(in scope) from the model's out-of-scope detector (None without one).
     in_scope: NDArray[np.float32] | None = None
     scope_threshold: float = 0.5
+    # Intensity range per slice (inference.preprocessing.Preprocessed.signal; None: all hold
+    # signal).
+    signal: NDArray[np.float32] | None = None
+
+
+NO_SIGNAL = "no signal (noise only)"
+LITTLE_HEAD = "too little head in slice"
+
+
+def head_areas(ev: SliceEvidence, opts: AggregationOptions) -> NDArray[np.float64]:
+    """Head area per slice, zero on slices without signal (see ``min_signal``)."""
+    area = np.asarray(ev.head_area, dtype=np.float64).copy()
+    if ev.signal is not None and len(area):
+        signal = np.asarray(ev.signal, dtype=np.float64)
+        area[signal < opts.min_signal * float(np.median(signal))] = 0.0
+    return area
 
 
 def slice_eligibility(ev: SliceEvidence, opts: AggregationOptions) -> list[tuple[bool, str]]:
     n = len(ev.probs)
     if n == 0:
         return []
-    area = np.asarray(ev.head_area, dtype=np.float64)
-    max_area = float(area.max()) if n else 0.0
+    area = head_areas(ev, opts)
+    silent = area < np.asarray(ev.head_area, dtype=np.float64)
+    max_area = float(area.max())
     head = area >= 0.2 * max_area if max_area > 0 else np.zeros(n, bool)
     pos = np.asarray(ev.position, dtype=np.float64)
     lo, hi = (float(pos[head].min()), float(pos[head].max())) if head.any() else (0.0, 0.0)
@@ -116,8 +137,10 @@ def slice_eligibility(ev: SliceEvidence, opts: AggregationOptions) -> list[tuple
     out: list[tuple[bool, str]] = []
     for i in range(n):
         rel = (pos[i] - lo) / extent if extent > 0 else 0.5
-        if max_area <= 0 or area[i] < opts.min_head_fraction * max_area:
-            out.append((False, "too little head in slice"))
+        if silent[i]:
+            out.append((False, NO_SIGNAL))
+        elif max_area <= 0 or area[i] < opts.min_head_fraction * max_area:
+            out.append((False, LITTLE_HEAD))
         elif extent > 0 and rel < bottom:
             out.append((False, low_why))
         elif extent > 0 and rel > 1.0 - top:
@@ -191,7 +214,8 @@ def decide_series(
             votes,
         )
     most_tumour = max((v for c, v in votes.items() if c != NOTUMOR), default=0)
-    with_head = int(np.sum(np.asarray(ev.head_area) >= 0.2 * float(np.max(ev.head_area))))
+    area = head_areas(ev, o)
+    with_head = int(np.sum(area >= 0.2 * float(area.max())))
     if len(eligible) < o.notumor_coverage * with_head:
         return SeriesDecision(
             INDETERMINATE,
@@ -242,7 +266,7 @@ def _excluded_tumour_run(
         hit = (
             d is not None
             and not d.eligible
-            and d.reason != "too little head in slice"
+            and d.reason not in (LITTLE_HEAD, NO_SIGNAL)
             and classes[k] != NOTUMOR
             and probs[i, k] >= o.veto_confident
             and (inside is None or inside[i] >= o.min_cam_inside)

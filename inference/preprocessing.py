@@ -53,6 +53,10 @@ class Preprocessed:
     pad: tuple[int, int]  # rows, columns added before the crop to make it square
     head_fraction: float  # share of the source image covered by the head mask
     head_mask: NDArray[np.bool_]  # (size, size) head mask in model space
+    # Intensity range of the source slice (99.5th percentile above the minimum, minus the
+    # minimum): a noise-only end slice of a 3D series has a small fraction of its
+    # neighbours' range while its head mask, thresholded on its own range, fills the image.
+    signal: float = 1.0
 
     def to_source(self, heatmap: FloatArray) -> FloatArray:
         """Resample a (size, size) map in model space onto the source pixel grid."""
@@ -86,13 +90,18 @@ def to_grey(image: NDArray[Any]) -> FloatArray:
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def head_mask(grey: FloatArray, threshold: float) -> NDArray[np.bool_]:
-    """Largest connected bright region after smoothing, holes filled: the head."""
+def intensity_range(grey: FloatArray) -> tuple[float, float]:
+    """(minimum, 99.5th percentile of the pixels above it); equal on an empty slice."""
     lo = float(grey.min())
     above = grey[grey > lo]
     if above.size < 16:
-        return np.zeros(grey.shape, dtype=bool)
-    hi = float(np.percentile(above, 99.5))
+        return lo, lo
+    return lo, float(np.percentile(above, 99.5))
+
+
+def head_mask(grey: FloatArray, threshold: float) -> NDArray[np.bool_]:
+    """Largest connected bright region after smoothing, holes filled: the head."""
+    lo, hi = intensity_range(grey)
     if hi - lo <= 1e-6:
         return np.zeros(grey.shape, dtype=bool)
     smooth = ndimage.gaussian_filter((grey - lo) / (hi - lo), sigma=2.0)
@@ -127,6 +136,7 @@ def preprocess(image: NDArray[Any], config: PreprocessConfig | None = None) -> P
     cfg = config or PreprocessConfig()
     grey = to_grey(image)
     mask = head_mask(grey, cfg.mask_threshold)
+    signal_lo, signal_hi = intensity_range(grey)
     y0, y1, x0, x1 = _bounding_box(mask, cfg.margin_fraction)
     crop = grey[y0:y1, x0:x1]
     crop_mask = mask[y0:y1, x0:x1]
@@ -153,4 +163,5 @@ def preprocess(image: NDArray[Any], config: PreprocessConfig | None = None) -> P
         pad=(py, px),
         head_fraction=float(mask.mean()),
         head_mask=resized[1].numpy() > 0.5,
+        signal=signal_hi - signal_lo,
     )

@@ -204,6 +204,7 @@ def slice_evidence(
         plane=series.plane,
         in_scope=pred.in_scope,
         scope_threshold=scope_threshold,
+        signal=np.array([p.signal for p in prepared], np.float32),
     )
 
 

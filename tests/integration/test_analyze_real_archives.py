@@ -75,6 +75,21 @@ def test_invalid_patient_values_do_not_break_the_study(
     assert "000000" not in text and "'0'" not in text and "'00'" not in text
 
 
+def test_noise_only_end_slices_are_named_and_do_not_shrink_the_brain(
+    real_archive: tuple[int, dict[str, Any]],
+) -> None:
+    # m025's three top slices (above the vertex) hold only noise; their head masks fill the
+    # image. Taken as the series' largest head, they made the whole upper brain "too little
+    # head" (55 of 160 slices) and the study abstained on coverage for the wrong reason.
+    _, summary = real_archive
+    (series,) = _study(summary, M025_DESCRIPTION)["series"]
+    reasons = [s["reason"] for s in series["slices"]]
+    assert reasons[-3:] == ["no signal (noise only)"] * 3
+    assert "no signal (noise only)" not in reasons[:-3]
+    little = [i for i, r in enumerate(reasons) if r == "too little head in slice"]
+    assert little and min(little) > 125, little  # only the shrinking head near the vertex
+
+
 def test_objects_from_invalid_values_are_valid_dicom(
     real_archive: tuple[int, dict[str, Any]],
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from inference.aggregation import (
@@ -99,6 +101,27 @@ def test_too_little_head_is_excluded() -> None:
     ev = SliceEvidence(ev.probs, area, ev.position, ev.ood_score, ev.ood_threshold)
     d = decide_series(ev)
     assert [s.reason for s in d.slices[8:12]] == ["too little head in slice"] * 4
+
+
+def test_noise_only_end_slices_do_not_set_the_head_size() -> None:
+    # A whole-head 3D series (M025-like): the head shrinks towards the vertex, and the last
+    # three slices hold only noise, whose head mask (thresholded on its own range) fills
+    # the image. Left in, they would make every upper slice "too little head".
+    n = 40
+    area = np.concatenate([np.full(30, 0.45), np.linspace(0.4, 0.25, 7), np.full(3, 0.99)])
+    signal = np.concatenate([np.full(37, 500.0), np.full(3, 30.0)]).astype(np.float32)
+    base = _evidence([N] * n)
+    ev = SliceEvidence(
+        base.probs, area.astype(np.float32), base.position, base.ood_score, 10.0, signal=signal
+    )
+    d = decide_series(ev)
+    assert [s.reason for s in d.slices[-3:]] == ["no signal (noise only)"] * 3
+    assert d.slices[28].eligible  # the largest real head area
+    assert d.label == "notumor", d.reason
+    # Without the signal check the noise sets the largest area: the series abstains.
+    blind = decide_series(replace(ev, signal=None))
+    assert blind.slices[28].reason == "too little head in slice"
+    assert blind.label == INDETERMINATE
 
 
 def test_study_rule() -> None:
