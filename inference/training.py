@@ -39,7 +39,7 @@ from inference.model import build_network
 from inference.ood import fit_feature_distance, with_threshold
 from inference.precision import bf16_fast
 from inference.preprocessing import PreprocessConfig, preprocess
-from vocabulary.errors import ModelError
+from vocabulary.errors import InputError, ModelError
 from vocabulary.identity import CLASSES, MODEL_NAME
 
 log = logging.getLogger(__name__)
@@ -106,14 +106,22 @@ def preprocess_images(
     return arr
 
 
+def check_real_slices_preprocess(path: Path, z: Any, cfg: PreprocessConfig) -> None:
+    """Refuse a real-slices file preprocessed otherwise than the model (its pixels would
+    not mean what the network's inputs mean: wrong size, crop or normalisation)."""
+    if "preprocess" not in z.files:
+        raise InputError(f"{path}: no preprocessing record (not made by brainxai real-slices)")
+    stored = PreprocessConfig.from_dict(json.loads(str(z["preprocess"])))
+    if stored != cfg:
+        raise InputError(f"{path}: preprocessed with {stored}, the model uses {cfg}")
+
+
 def load_real_slices(
     path: Path, cfg: PreprocessConfig, min_per_class: int
 ) -> tuple[NDArray[np.float16], NDArray[np.int64]]:
     """Real slices from an ``.npz``; classes with fewer than ``min_per_class`` repeated."""
     with np.load(path) as z:
-        stored = PreprocessConfig.from_dict(json.loads(str(z["preprocess"])))
-        if stored != cfg:
-            raise ValueError(f"{path}: preprocessed with {stored}, training uses {cfg}")
+        check_real_slices_preprocess(path, z, cfg)
         images, labels = z["images"].astype(np.float16), z["labels"].astype(np.int64)
     idx = [np.arange(len(labels))]
     for k in np.unique(labels):

@@ -24,7 +24,7 @@ from inference.bundle import Classifier, load_bundle, save_bundle
 from inference.dataset import list_images, repeat_training_split
 from inference.scope import fit_scope, leave_one_case_out, score
 from inference.storage import is_remote, local_path, store_file
-from inference.training import preprocess_images
+from inference.training import check_real_slices_preprocess, preprocess_images
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
 def _real_features(
     clf: Classifier, path: Path
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_], NDArray[np.str_]]:
-    """Pooled features, in-scope flags and case ids of a real-slices file."""
+    """Pooled features, in-scope flags and case ids of a real-slices file (refused when
+    preprocessed otherwise than the model)."""
     with np.load(path) as z:
+        check_real_slices_preprocess(path, z, clf.meta.preprocess)
         images = z["images"].astype(np.float32)
         meta = json.loads(str(z["meta"]))
     scope = np.array([bool(m.get("in_scope", True)) for m in meta])

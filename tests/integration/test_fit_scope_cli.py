@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +24,15 @@ MODEL = Path(os.environ.get("BRAINXAI_TEST_MODEL", BUNDLED_MODEL))
 pytestmark = pytest.mark.integration
 
 
-def _slices_file(path: Path, cases: tuple[str, ...]) -> None:
+def _slices_file(path: Path, cases: tuple[str, ...], image_size: int | None = None) -> None:
     """Every third slice of a real whole-head series, dealt to ``cases`` in turn, labelled
     in scope by its place in the head as ``real-slices`` labels volume slices."""
     clf = load_bundle(MODEL)
+    cfg = replace(clf.meta.preprocess, image_size=image_size or clf.meta.preprocess.image_size)
     series = max(
         read_paths([shared("dicom", "normal-t1w-axial")]).series, key=lambda s: len(s.slices)
     )
-    prepared = [preprocess(s.pixels, clf.meta.preprocess) for s in series.slices[::3]]
+    prepared = [preprocess(s.pixels, cfg) for s in series.slices[::3]]
     n = len(prepared)
     head = np.array([p.head_fraction for p in prepared])
     rel = np.arange(n) / max(1, n - 1)
@@ -45,6 +47,7 @@ def _slices_file(path: Path, cases: tuple[str, ...]) -> None:
         images=np.stack([p.image for p in prepared]).astype(np.float16),
         labels=np.zeros(n, dtype=np.int64),
         meta=np.array(json.dumps(meta)),
+        preprocess=np.array(json.dumps(cfg.to_dict())),
     )
 
 
@@ -75,3 +78,15 @@ def test_fit_scope_records_held_out_figures_and_a_new_version(tmp_path: Path) ->
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert source.ood is not None and fitted.ood is not None
     assert source.ood.threshold == fitted.ood.threshold
+
+
+def test_fit_scope_refuses_slices_preprocessed_otherwise(tmp_path: Path, capsys) -> None:
+    if not MODEL.is_file():
+        pytest.skip("bundled model missing")
+    other = tmp_path / "other.npz"
+    _slices_file(other, ("a", "b"), image_size=128)
+    out = tmp_path / "bundle.pt"
+    argv = ["fit-scope", "--model", str(MODEL), "--real-slices", str(other), "--out", str(out)]
+    assert main(argv) == 1
+    assert "image_size=128" in capsys.readouterr().err
+    assert not out.exists()
