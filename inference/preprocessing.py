@@ -99,9 +99,12 @@ def intensity_range(grey: FloatArray) -> tuple[float, float]:
     return lo, float(np.percentile(above, 99.5))
 
 
-def head_mask(grey: FloatArray, threshold: float) -> NDArray[np.bool_]:
-    """Largest connected bright region after smoothing, holes filled: the head."""
-    lo, hi = intensity_range(grey)
+def head_mask(
+    grey: FloatArray, threshold: float, value_range: tuple[float, float] | None = None
+) -> NDArray[np.bool_]:
+    """Largest connected bright region after smoothing, holes filled: the head
+    (``value_range``: the slice's ``intensity_range`` when already known)."""
+    lo, hi = value_range or intensity_range(grey)
     if hi - lo <= 1e-6:
         return np.zeros(grey.shape, dtype=bool)
     smooth = ndimage.gaussian_filter((grey - lo) / (hi - lo), sigma=2.0)
@@ -135,8 +138,8 @@ def preprocess(image: NDArray[Any], config: PreprocessConfig | None = None) -> P
     """Turn any 2-D grey or RGB slice into the model's (size, size) float input."""
     cfg = config or PreprocessConfig()
     grey = to_grey(image)
-    mask = head_mask(grey, cfg.mask_threshold)
     signal_lo, signal_hi = intensity_range(grey)
+    mask = head_mask(grey, cfg.mask_threshold, (signal_lo, signal_hi))
     y0, y1, x0, x1 = _bounding_box(mask, cfg.margin_fraction)
     crop = grey[y0:y1, x0:x1]
     crop_mask = mask[y0:y1, x0:x1]
