@@ -17,7 +17,7 @@ from dicom_io.series_selection import load_rules, select_series
 from inference.aggregation import decide_series
 from inference.bundle import load_bundle
 from inference.preprocessing import preprocess
-from plugin.pipeline import slice_evidence
+from plugin.series_evidence import slice_evidence
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ CAM_METHODS: frozenset[str] = frozenset(
 # sharpened by gradient x input beats the random map on plain and ROAD deletion and on
 # insertion with randomisation corr < 0.5; plain Grad-CAM fails plain deletion narrowly
 # (glioma). The series rule's gate reads plain Grad-CAM whatever is shown
-# (plugin.pipeline.with_gate_map).
+# (plugin.series_evidence.with_gate_map).
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam-gxi",)
 # Grad-CAM sharpened by gradient x input (explain.cam.sharpened_gradcam): computed in the
 # final-layer CAM pass, normalised like the gradient maps (spiky).

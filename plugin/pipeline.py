@@ -32,7 +32,7 @@ from dicom_io.series_selection import SelectionRules, load_rules, select_series
 from dicom_io.structured_report import Attention, ResultObject, SkippedSeries, build_report
 from explain.attribution import Attribution
 from explain.options import DEFAULT_METHODS, parse_methods
-from explain.quality import QualityMetrics, brain_mass, cam_location
+from explain.quality import QualityMetrics, brain_mass
 from inference.aggregation import (
     AggregationOptions,
     SliceEvidence,
@@ -54,6 +54,7 @@ from plugin.analysis import (
     result_text,
     stack,
 )
+from plugin.series_evidence import GATE_METHODS, cam_evidence, slice_evidence, with_gate_map
 from plugin.settings import Settings
 from vocabulary.decisions import SeriesDecision
 from vocabulary.errors import BrainxaiError
@@ -96,10 +97,6 @@ def pipeline_options(settings: Settings, **overrides: Any) -> PipelineOptions:
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return PipelineOptions(**fields)
-
-
-# The maps the series rule's Grad-CAM gate can read, in order of preference.
-GATE_METHODS = ("gradcam", "gradcampp")
 
 
 @dataclass
@@ -170,52 +167,6 @@ def analyze_series(
     result.maps = {m: a.normalised for m, a in shown.items()}
     result.quality = _quality(clf, images, result, shown, opts)
     return result
-
-
-def with_gate_map(methods: Sequence[str]) -> tuple[str, ...]:
-    """``methods`` and Grad-CAM, which the series rule's Grad-CAM gate reads
-    (inference.aggregation), unless Grad-CAM or Grad-CAM++ is among them: the decision
-    does not depend on the maps shown. Grad-CAM costs no pass of its own (its logits are the
-    prediction; with saliency or gradcam-gxi it comes from their pass)."""
-    if any(m in GATE_METHODS for m in methods):
-        return tuple(methods)
-    return (*methods, GATE_METHODS[0])
-
-
-def slice_evidence(
-    series: Series, prepared: Sequence[Preprocessed], pred: Prediction, clf: Classifier
-) -> SliceEvidence:
-    area = np.array(
-        [
-            p.head_fraction * s.rows * s.columns
-            for p, s in zip(prepared, series.slices, strict=True)
-        ],
-        np.float32,
-    )
-    threshold = clf.ood.threshold if clf.ood is not None else float("inf")
-    scope_threshold = clf.scope.threshold if clf.scope is not None else 0.5
-    return SliceEvidence(
-        probs=pred.probs,
-        head_area=area,
-        # The reader sorts slices along the normal, inferior (or right/anterior) first.
-        position=np.arange(len(series.slices), dtype=np.float32),
-        ood_score=pred.ood_score,
-        ood_threshold=threshold,
-        plane=series.plane,
-        in_scope=pred.in_scope,
-        scope_threshold=scope_threshold,
-        signal=np.array([p.signal for p in prepared], np.float32),
-    )
-
-
-def cam_evidence(
-    maps: NDArray[np.float32], prepared: Sequence[Preprocessed]
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Per slice: Grad-CAM share inside the brain and its centroid (see cam_location)."""
-    rows = [cam_location(m, p.head_mask) for m, p in zip(maps, prepared, strict=True)]
-    inside = np.array([r[0] for r in rows], np.float32)
-    centroid = np.array([r[1] for r in rows], np.float32).reshape(len(rows), 2)
-    return inside, centroid
 
 
 def _quality(

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 import plugin.service.wiring as wiring
 from plugin.job_store import JobStore
-from plugin.pipeline import PipelineOptions, with_gate_map
+from plugin.pipeline import PipelineOptions
+from plugin.series_evidence import with_gate_map
 from plugin.settings import Settings
 
 
