@@ -145,10 +145,29 @@ def _parse(fp: BinaryIO) -> Dataset:
         ds = pydicom.dcmread(fp, force=True)  # no preamble: accepted if it looks like DICOM
         if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
             raise Refused("not a DICOM file") from None
+        _infer_transfer_syntax(ds)
     for kw in ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"):
         if not str(ds.get(kw, "") or "").strip():
             raise Refused(f"missing {kw}")
     return ds
+
+
+def _infer_transfer_syntax(ds: Dataset) -> None:
+    """A bare dataset (no preamble, no File Meta Information, as old archives and some
+    exports write them) can only be natively encoded, in the VR and byte order the parser
+    found; record that as its Transfer Syntax UID (PS3.5 A.1-A.3) so its pixels decode."""
+    if "TransferSyntaxUID" in ds.file_meta or ds.original_encoding[0] is None:
+        return
+    implicit, little = ds.original_encoding
+    ts = (
+        pydicom.uid.ImplicitVRLittleEndian
+        if implicit
+        else pydicom.uid.ExplicitVRLittleEndian
+        if little
+        else pydicom.uid.ExplicitVRBigEndian
+    )
+    ds.file_meta.TransferSyntaxUID = ts
+    log.info("instance %s has no file meta: read as %s", ds.SOPInstanceUID, ts.name)
 
 
 def decode_instance(ds: Dataset, opts: ReaderOptions | None = None) -> list[Slice]:

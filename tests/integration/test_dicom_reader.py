@@ -10,6 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dicom_io.reader import ReaderOptions, read_bytes, read_paths
@@ -145,6 +147,24 @@ def test_rescale_is_applied_and_size_limit_refuses(tmp_path: Path) -> None:
     assert np.allclose(series.slices[0].pixels, raw * 2.5 - 10)
     small = read_paths([f], ReaderOptions(max_frame_pixels=1000))
     assert small.series == [] and "too large" in small.rejected[0].reason
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_bare_data_set_without_file_meta_is_read(tmp_path: Path, implicit: bool) -> None:
+    # Old archives and some exports write the data set alone: no preamble, no File Meta
+    # Information, so no Transfer Syntax UID. It can only be native; the parser's VR and
+    # byte order say which (PS3.5 A.1, A.2).
+    src = shared("pgbm-001-t1post") / "1-07.dcm"
+    ds = pydicom.dcmread(src)
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = implicit, True
+    write_dataset(fp, ds)
+    bare = tmp_path / "bare.dcm"
+    bare.write_bytes(fp.getvalue())
+    result = read_paths([bare])
+    assert result.rejected == []
+    (series,) = result.series
+    assert np.array_equal(series.slices[0].pixels, ds.pixel_array.astype(np.float32))
 
 
 def test_read_bytes_matches_read_paths() -> None:
