@@ -28,6 +28,7 @@ from pydicom.pixels.processing import apply_modality_lut
 from pydicom.uid import UID
 
 from dicom_io.series import Orientation, Series, Slice, Vector3, slice_normal
+from dicom_io.stray_slices import set_aside_strays
 from vocabulary.errors import DicomError
 
 log = logging.getLogger(__name__)
@@ -375,7 +376,9 @@ def canonical_normal(orientation: Orientation) -> Vector3:
 
 
 def _build_series(study: str, series_uid: str, items: list[Slice]) -> Series:
-    notes: list[str] = []
+    items, notes = set_aside_strays(items)
+    for note in notes:
+        log.info("series %s: %s", series_uid, note)
     normal: Vector3 | None = None
     ori = items[0].image_orientation
     if ori is not None and all(s.image_position is not None for s in items):

@@ -370,6 +370,8 @@ def series_summary(result: SeriesAnalysis, clf: Classifier) -> dict[str, Any]:
         "reason": result.error or result.reason,
         "outputs": [str(p) for p in result.outputs],
     }
+    if s.notes:  # what the reader found unsound and how it coped (dicom_io.reader)
+        out["notes"] = list(s.notes)
     d, pred = result.decision, result.prediction
     if d is None or pred is None:
         return out

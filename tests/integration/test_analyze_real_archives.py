@@ -88,6 +88,10 @@ def test_noise_only_end_slices_are_named_and_do_not_shrink_the_brain(
     assert "no signal (noise only)" not in reasons[:-3]
     little = [i for i, r in enumerate(reasons) if r == "too little head in slice"]
     assert little and min(little) > 125, little  # only the shrinking head near the vertex
+    # The reader's repair of the repeated ImagePositionPatient is said in the summary.
+    assert series["notes"] == [
+        "ImagePositionPatient repeats across slices: positions from SliceLocation"
+    ]
 
 
 def test_objects_from_invalid_values_are_valid_dicom(
