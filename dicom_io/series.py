@@ -53,6 +53,33 @@ def plane_of(orientation: Orientation | None) -> str:
     return ("sagittal", "coronal", "axial")[axis]  # patient x = L, y = P, z = S
 
 
+# Per plane, the patient axis (x = L, y = P, z = S) and direction the image's rows and
+# columns should run along for the usual display (PS3.3 C.7.6.2.1.1): axial with anterior
+# up and the patient's left on the image's right, coronal and sagittal with superior up.
+_UPRIGHT = {"axial": (0, 1, 1, 1), "coronal": (0, 1, 2, -1), "sagittal": (1, 1, 2, -1)}
+
+
+def upright_turns(orientation: Orientation | None, plane: str) -> tuple[bool, bool, bool]:
+    """(transpose, flip upside down, flip left-right) that bring an image stored with
+    ``orientation`` to the usual display of its plane; no turn for obliques or unknowns.
+
+    Most scanners store that way already; a prone, decubitus or feet-first acquisition, or
+    a reformat, may store the head upside down or on its side, which the classifier was
+    never trained on (it saw left-right flips and small rotations only).
+    """
+    if orientation is None or plane not in _UPRIGHT:
+        return False, False, False
+    row = np.asarray(orientation[:3], dtype=np.float64)
+    col = np.asarray(orientation[3:], dtype=np.float64)
+    row_axis, row_sign, col_axis, col_sign = _UPRIGHT[plane]
+    transpose = int(np.argmax(np.abs(row))) == col_axis and int(np.argmax(np.abs(col))) == row_axis
+    if transpose:
+        row, col = col, row
+    if int(np.argmax(np.abs(row))) != row_axis or int(np.argmax(np.abs(col))) != col_axis:
+        return False, False, False
+    return transpose, bool(col[col_axis] * col_sign < 0), bool(row[row_axis] * row_sign < 0)
+
+
 @dataclass(frozen=True, eq=False)
 class Slice:
     """One 2-D image (a single-frame instance or one frame of a multi-frame instance)."""
@@ -102,6 +129,11 @@ class Series:
     @property
     def plane(self) -> str:
         return plane_of(self.slices[0].image_orientation if self.slices else None)
+
+    @property
+    def upright_turns(self) -> tuple[bool, bool, bool]:
+        """See ``upright_turns``; from the first slice (selection requires one orientation)."""
+        return upright_turns(self.slices[0].image_orientation if self.slices else None, self.plane)
 
     @property
     def planes(self) -> frozenset[str]:

@@ -43,11 +43,34 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
+class View:
+    """Turns that bring a stored image to the orientation the model was trained on (the
+    head upright: anterior or superior at the top), applied in this order: transpose, flip
+    upside down, flip left-right. The identity for images already stored that way."""
+
+    transpose: bool = False
+    flip_rows: bool = False
+    flip_columns: bool = False
+
+    def apply(self, image: NDArray[Any]) -> NDArray[Any]:
+        out = np.swapaxes(image, 0, 1) if self.transpose else image
+        out = out[::-1] if self.flip_rows else out
+        out = out[:, ::-1] if self.flip_columns else out
+        return np.ascontiguousarray(out)
+
+    def undo(self, image: FloatArray) -> FloatArray:
+        out = image[:, ::-1] if self.flip_columns else image
+        out = out[::-1] if self.flip_rows else out
+        out = np.swapaxes(out, 0, 1) if self.transpose else out
+        return np.ascontiguousarray(out)
+
+
+@dataclass(frozen=True)
 class Preprocessed:
     """A model-ready image plus what is needed to map results back to the source."""
 
     image: FloatArray  # (size, size) in [0, 1]
-    source_shape: tuple[int, int]
+    source_shape: tuple[int, int]  # of the image as turned by ``view``
     crop_box: tuple[int, int, int, int]  # y0, y1, x0, x1 in source pixels (exclusive ends)
     square_side: int
     pad: tuple[int, int]  # rows, columns added before the crop to make it square
@@ -57,6 +80,8 @@ class Preprocessed:
     # minimum): a noise-only end slice of a 3D series has a small fraction of its
     # neighbours' range while its head mask, thresholded on its own range, fills the image.
     signal: float = 1.0
+    # How the source was turned before preprocessing (``View``): maps go back through it.
+    view: View = View()
 
     def to_source(self, heatmap: FloatArray) -> FloatArray:
         """Resample a (size, size) map in model space onto the source pixel grid."""
@@ -68,7 +93,7 @@ class Preprocessed:
         crop = square[py : py + (y1 - y0), px : px + (x1 - x0)].numpy()
         out = np.zeros(self.source_shape, dtype=np.float32)
         out[y0:y1, x0:x1] = crop
-        return out
+        return self.view.undo(out)
 
 
 def to_grey(image: NDArray[Any]) -> FloatArray:
@@ -134,10 +159,14 @@ def _bounding_box(mask: NDArray[np.bool_], margin_fraction: float) -> tuple[int,
     return y0, y1, x0, x1
 
 
-def preprocess(image: NDArray[Any], config: PreprocessConfig | None = None) -> Preprocessed:
-    """Turn any 2-D grey or RGB slice into the model's (size, size) float input."""
+def preprocess(
+    image: NDArray[Any], config: PreprocessConfig | None = None, view: View | None = None
+) -> Preprocessed:
+    """Turn any 2-D grey or RGB slice into the model's (size, size) float input, first
+    turned by ``view`` (the stored orientation to the upright one; maps come back)."""
     cfg = config or PreprocessConfig()
-    grey = to_grey(image)
+    turn = view or View()
+    grey = turn.apply(to_grey(image))
     signal_lo, signal_hi = intensity_range(grey)
     mask = head_mask(grey, cfg.mask_threshold, (signal_lo, signal_hi))
     y0, y1, x0, x1 = _bounding_box(mask, cfg.margin_fraction)
@@ -167,4 +196,5 @@ def preprocess(image: NDArray[Any], config: PreprocessConfig | None = None) -> P
         head_fraction=float(mask.mean()),
         head_mask=resized[1].numpy() > 0.5,
         signal=signal_hi - signal_lo,
+        view=turn,
     )

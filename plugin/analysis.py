@@ -32,7 +32,7 @@ from explain.quality import QualityMetrics, QualityOptions, brain_mass, quality_
 from explain.rendering import add_text, display_window, overlay
 from explain.sae_features import sae_from_file
 from inference.bundle import BUNDLED_MODEL, Classifier, Prediction
-from inference.preprocessing import Preprocessed, preprocess, to_grey
+from inference.preprocessing import Preprocessed, View, preprocess, to_grey
 from vocabulary.errors import ModelError
 
 METHOD_LABELS = {
@@ -75,9 +75,12 @@ def with_sae(clf: Classifier, methods: Sequence[str], options: ExplainOptions) -
     return replace(options, sae_path=path)
 
 
-def prepare(clf: Classifier, images: Sequence[NDArray[Any]]) -> list[Preprocessed]:
-    """Each image (2-D grey or RGB) through the model's training preprocessing."""
-    return [preprocess(image, clf.meta.preprocess) for image in images]
+def prepare(
+    clf: Classifier, images: Sequence[NDArray[Any]], view: View | None = None
+) -> list[Preprocessed]:
+    """Each image (2-D grey or RGB) through the model's training preprocessing, first
+    turned by ``view`` (a DICOM series' stored orientation to the upright one)."""
+    return [preprocess(image, clf.meta.preprocess, view) for image in images]
 
 
 def stack(prepared: Sequence[Preprocessed]) -> NDArray[np.float32]:

@@ -41,7 +41,7 @@ from inference.aggregation import (
     unsupported_sequence,
 )
 from inference.bundle import Classifier, Prediction
-from inference.preprocessing import Preprocessed
+from inference.preprocessing import Preprocessed, View
 from plugin.analysis import (
     METHOD_LABELS,
     classify_and_explain,
@@ -142,7 +142,8 @@ def analyze_series(
     result = SeriesAnalysis(series, sel.selected, sel.reason, sel.plane, sequence_of(series))
     if not sel.selected:
         return result
-    result.prepared = prepare(clf, [s.pixels for s in series.slices])
+    turns = View(*series.upright_turns)
+    result.prepared = prepare(clf, [s.pixels for s in series.slices], turns)
     images = stack(result.prepared)
     methods = with_gate_map(opts.methods)
     if progress is None:

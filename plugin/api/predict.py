@@ -26,7 +26,7 @@ from explain.attribution import Attribution
 from explain.options import DEFAULT_METHODS as OPTION_DEFAULTS
 from explain.options import METHODS, ExplainOptions, parse_methods
 from explain.rendering import raw_png16
-from inference.preprocessing import MAX_PIXELS, Preprocessed, to_grey
+from inference.preprocessing import MAX_PIXELS, Preprocessed, View, to_grey
 from inference.scope_gate import out_of_scope_reason
 from plugin import metrics
 from plugin.analysis import (
@@ -82,6 +82,7 @@ class DecodedUpload:
     frame_count: int = 1
     series_instance_uid: str | None = None
     refusal: str | None = None  # why no class may be given (our own object, not MR, T2...)
+    view: View = View()  # a DICOM image's stored orientation to the upright one
 
 
 def request_methods(text: str | None) -> tuple[str, ...]:
@@ -129,7 +130,7 @@ def _decode_dicom(data: bytes, name: str) -> DecodedUpload:
     index = len(series.slices) // 2
     return DecodedUpload(
         "dicom", series.slices[index].pixels, index, len(series.slices),
-        series.series_instance_uid, single_image_refusal(series),
+        series.series_instance_uid, single_image_refusal(series), View(*series.upright_turns),
     )  # fmt: skip
 
 
@@ -155,7 +156,7 @@ def predict_upload(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     grey = to_grey(upload.pixels)
-    (pre,) = prepare(clf, [grey])
+    (pre,) = prepare(clf, [grey], upload.view)
     images = stack([pre])
     timings["preprocess"] = time.perf_counter() - t0
     with lock:
