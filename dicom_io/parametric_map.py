@@ -255,6 +255,10 @@ def _check_maps(series: Series, heatmaps: NDArray[np.float32]) -> NDArray[np.flo
     first = series.slices[0]
     if first.pixel_spacing is None or first.image_orientation is None:
         raise InputError("source series lacks PixelSpacing or ImageOrientationPatient")
+    if not all(np.isfinite(v) and v > 0 for v in first.pixel_spacing):
+        # PS3.3 C.7.6.2.1.1 / C.8.23.3: a spacing must be positive; a map placed with a
+        # zero spacing would be invalid and unplaceable, so none is written.
+        raise InputError(f"source PixelSpacing {first.pixel_spacing} is not positive")
     if any(s.image_position is None for s in series.slices):
         raise InputError("source series lacks ImagePositionPatient")
     return np.clip(maps, 0.0, 1.0)

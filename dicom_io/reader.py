@@ -13,6 +13,7 @@ import io
 import logging
 import struct
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from pydicom.pixels.processing import apply_modality_lut
 from pydicom.uid import UID
 
 from dicom_io.series import Orientation, Series, Slice, Vector3, slice_normal
+from dicom_io.stored_values import fill_padding, padding_mask, unsigned_if_wrapped
 from dicom_io.stray_slices import set_aside_strays
 from vocabulary.errors import DicomError
 
@@ -194,8 +196,13 @@ def decode_instance(ds: Dataset, opts: ReaderOptions | None = None) -> list[Slic
     header = _strip_pixels(ds)
     slices = []
     for i in range(n_frames):
-        pixels = _rescale(arr[i], ds, i, photometric)
-        slices.append(_make_slice(header, pixels, i if n_frames > 1 else None))
+        frame, note = (arr[i], None) if spp == 3 else unsigned_if_wrapped(arr[i], ds)
+        pad = None if spp == 3 else padding_mask(frame, ds)
+        pixels = fill_padding(_rescale(frame, ds, i), pad, photometric)
+        if photometric == "MONOCHROME1":  # PS3.3 C.7.6.3.1.2: minimum value is white
+            pixels = pixels.max() + pixels.min() - pixels
+        item = _make_slice(header, np.ascontiguousarray(pixels), i if n_frames > 1 else None)
+        slices.append(replace(item, notes=(note,)) if note else item)
     return slices
 
 
@@ -229,15 +236,12 @@ def _strip_pixels(ds: Dataset) -> Dataset:
     return ds
 
 
-def _rescale(frame: NDArray[Any], ds: Dataset, index: int, photometric: str) -> NDArray[np.float32]:
+def _rescale(frame: NDArray[Any], ds: Dataset, index: int) -> NDArray[np.float32]:
+    """Stored values to real ones (Modality LUT, or rescale slope and intercept)."""
     if "ModalityLUTSequence" in ds:
-        out = np.asarray(apply_modality_lut(frame, ds), dtype=np.float32)
-    else:
-        slope, intercept = _slope_intercept(ds, index)
-        out = frame.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    if photometric == "MONOCHROME1":  # PS3.3 C.7.6.3.1.2: minimum value is white
-        out = out.max() + out.min() - out
-    return np.ascontiguousarray(out, dtype=np.float32)
+        return np.asarray(apply_modality_lut(frame, ds), dtype=np.float32)
+    slope, intercept = _slope_intercept(ds, index)
+    return np.asarray(frame.astype(np.float32) * np.float32(slope) + np.float32(intercept))
 
 
 def _slope_intercept(ds: Dataset, index: int) -> tuple[float, float]:
@@ -376,7 +380,9 @@ def canonical_normal(orientation: Orientation) -> Vector3:
 
 
 def _build_series(study: str, series_uid: str, items: list[Slice]) -> Series:
+    found, total = Counter(note for s in items for note in s.notes), len(items)
     items, notes = set_aside_strays(items)
+    notes += [f"{note} ({k} of {total} slices)" for note, k in sorted(found.items())]
     for note in notes:
         log.info("series %s: %s", series_uid, note)
     normal: Vector3 | None = None

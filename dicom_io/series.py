@@ -95,6 +95,7 @@ class Slice:
     frame_number: int | None = None  # 1-based for multi-frame instances, else None
     instance_number: int | None = None
     position_mm: float | None = None  # along the series normal; set by the reader
+    notes: tuple[str, ...] = ()  # what the reader found unsound in this image and coped with
 
     @property
     def rows(self) -> int:

@@ -167,6 +167,33 @@ def test_bare_data_set_without_file_meta_is_read(tmp_path: Path, implicit: bool)
     assert np.array_equal(series.slices[0].pixels, ds.pixel_array.astype(np.float32))
 
 
+def test_padding_and_a_mislabelled_sign_are_read_as_meant(tmp_path: Path) -> None:
+    src = shared("pgbm-001-t1post") / "1-07.dcm"
+    ds = pydicom.dcmread(src)
+    raw = ds.pixel_array.astype(np.int64)
+    # Background stored as the padding value 65535 (PS3.3 C.7.5.1.1.2).
+    padded = np.where(raw == 0, 65535, raw).astype(np.uint16)
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 15, 0
+    ds.PixelData = padded.tobytes()
+    ds.add_new("PixelPaddingValue", "US", 65535)
+    ds.save_as(tmp_path / "padded.dcm")
+    (series,) = read_paths([tmp_path / "padded.dcm"]).series
+    pixels = series.slices[0].pixels
+    assert pixels.max() == raw.max() and np.all(pixels[raw == 0] == raw[raw > 0].min())
+    # An 8-bit export that kept PixelRepresentation 1: read unsigned, and said.
+    ds = pydicom.dcmread(src)
+    eight = np.clip(raw * 255.0 / np.percentile(raw, 99.5), 0, 255).astype(np.uint8)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 1
+    ds.PixelData = eight.tobytes()
+    ds.save_as(tmp_path / "eight.dcm")
+    (series,) = read_paths([tmp_path / "eight.dcm"]).series
+    assert np.array_equal(series.slices[0].pixels, eight.astype(np.float32))
+    assert series.notes == (
+        "PixelRepresentation says signed but the values are unsigned: read as unsigned "
+        "(1 of 1 slices)",
+    )
+
+
 def test_read_bytes_matches_read_paths() -> None:
     f = shared("pgbm-001-t1post") / "1-07.dcm"
     a = read_bytes(f.read_bytes(), "upload").series[0].slices[0]

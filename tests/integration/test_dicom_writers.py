@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import highdicom as hd
@@ -40,6 +40,7 @@ from explain.rendering import add_text
 from plugin.analysis import result_text
 from tests.shared_data import DICOM
 from vocabulary.decisions import SeriesDecision, SliceDecision
+from vocabulary.errors import InputError
 
 DATA = DICOM
 CTX = ResultContext(model_version="9.9.9-test")
@@ -372,3 +373,14 @@ def test_results_routed_back_are_never_selected(written: Written) -> None:
     for s in result.series:
         sel = select_series(s)
         assert not sel.selected and "our own output" in sel.reason
+
+
+def test_no_map_is_placed_with_a_zero_pixel_spacing(written: Written) -> None:
+    # Real archives hold PixelSpacing 0\0; a map copying it would be invalid DICOM that no
+    # viewer can place, so the writer refuses it with the reason (the study result stands).
+    zero = replace(
+        written.series,
+        slices=tuple(replace(s, pixel_spacing=(0.0, 0.0)) for s in written.series.slices),
+    )
+    with pytest.raises(InputError, match="not positive"):
+        build_parametric_map(zero, written.heatmaps, CTX)
