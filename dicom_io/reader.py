@@ -29,7 +29,12 @@ from pydicom.pixels.processing import apply_modality_lut
 from pydicom.uid import UID
 
 from dicom_io.series import Orientation, Series, Slice, Vector3, slice_normal
-from dicom_io.stored_values import fill_padding, padding_mask, unsigned_if_wrapped
+from dicom_io.stored_values import (
+    fill_padding,
+    padding_mask,
+    unsigned_if_wrapped,
+    widen_bits_stored,
+)
 from dicom_io.stray_slices import set_aside_strays
 from vocabulary.errors import DicomError
 
@@ -181,6 +186,7 @@ def decode_instance(ds: Dataset, opts: ReaderOptions | None = None) -> list[Slic
         raise Refused(f"no pixel data: {sop_class.name or sop_class} is not an image")
     _check_size(ds, o)
     _check_decoder(ds)
+    widened = widen_bits_stored(ds)
     arr = np.asarray(ds.pixel_array)
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -202,7 +208,8 @@ def decode_instance(ds: Dataset, opts: ReaderOptions | None = None) -> list[Slic
         if photometric == "MONOCHROME1":  # PS3.3 C.7.6.3.1.2: minimum value is white
             pixels = pixels.max() + pixels.min() - pixels
         item = _make_slice(header, np.ascontiguousarray(pixels), i if n_frames > 1 else None)
-        slices.append(replace(item, notes=(note,)) if note else item)
+        notes = tuple(n for n in (widened, note) if n)
+        slices.append(replace(item, notes=notes) if notes else item)
     return slices
 
 

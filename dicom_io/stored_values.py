@@ -8,6 +8,10 @@ and real archives get both wrong or ignore them:
   largest stored value (65535): read as signal it is the brightest thing in the image, the
   head mask finds the background and the model sees a negative of the head. Padding
   pixels are given the darkest real value instead.
+- **Bits Stored** (0028,0101) smaller than the values written: a decoder keeps only the
+  stored bits (PS3.5 8.1.1), so values above 2^BitsStored wrap and the image is noise. When
+  the native pixel data hold such values and no overlay shares the pixel bits (the retired
+  use of the high bits, PS3.3 C.9.2.1.1), every allocated bit is pixel data.
 - **Pixel Representation** (0028,0103) 1 (signed) on data that are unsigned, as an 8-bit
   export of a signed 16-bit series may keep it: every value above half the range wraps
   to a negative one and bright tissue turns black. The reading that keeps the image
@@ -25,8 +29,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+NATIVE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian)
 
 SIGN_NOTE = "PixelRepresentation says signed but the values are unsigned: read as unsigned"
+BITS_NOTE = "stored values exceed BitsStored: read with every allocated bit"
 
 
 def padding_mask(frame: NDArray[Any], ds: Dataset) -> NDArray[np.bool_] | None:
@@ -72,3 +80,24 @@ def unsigned_if_wrapped(frame: NDArray[Any], ds: Dataset) -> tuple[NDArray[Any],
 def _variation(values: NDArray[np.int64]) -> float:
     """Total variation (sum of absolute differences of neighbouring pixels)."""
     return float(np.abs(np.diff(values, axis=0)).sum() + np.abs(np.diff(values, axis=1)).sum())
+
+
+def widen_bits_stored(ds: Dataset) -> str | None:
+    """Set BitsStored to BitsAllocated when native unsigned pixel data exceed BitsStored."""
+    allocated = int(ds.get("BitsAllocated", 0) or 0)
+    stored = int(ds.get("BitsStored", 0) or 0)
+    if (
+        "PixelData" not in ds
+        or allocated not in (16, 32)
+        or not 0 < stored < allocated
+        or int(ds.get("PixelRepresentation", 0) or 0) != 0
+        or ds.file_meta.get("TransferSyntaxUID") not in NATIVE
+        or any(0x6000 <= elem.tag.group <= 0x601E for elem in ds)
+    ):
+        return None
+    order = ">" if ds.file_meta.TransferSyntaxUID == ExplicitVRBigEndian else "<"
+    raw = np.frombuffer(ds.PixelData, dtype=f"{order}u{allocated // 8}")
+    if raw.size == 0 or int(raw.max()) < (1 << stored):
+        return None
+    ds.BitsStored, ds.HighBit = allocated, allocated - 1
+    return BITS_NOTE

@@ -194,6 +194,25 @@ def test_padding_and_a_mislabelled_sign_are_read_as_meant(tmp_path: Path) -> Non
     )
 
 
+def test_values_above_bits_stored_are_kept_and_said(tmp_path: Path) -> None:
+    # The header says 12 bits but the 16-bit words hold values up to 3x more: a decoder keeps
+    # 12 bits and the image becomes noise. With no overlay in the high bits, all 16 are read.
+    src = shared("pgbm-001-t1post") / "1-07.dcm"
+    ds = pydicom.dcmread(src)
+    big = (ds.pixel_array.astype(np.int64) * 3).clip(0, 65535).astype(np.uint16)
+    assert big.max() > 4095
+    ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = big.tobytes(), 12, 11, 0
+    ds.save_as(tmp_path / "wide.dcm")
+    (series,) = read_paths([tmp_path / "wide.dcm"]).series
+    assert np.array_equal(series.slices[0].pixels, big.astype(np.float32))
+    assert series.notes == (
+        "stored values exceed BitsStored: read with every allocated bit (1 of 1 slices)",
+    )
+    # Values within BitsStored: nothing changes, nothing is said.
+    (plain,) = read_paths([src]).series
+    assert plain.notes == ()
+
+
 def test_read_bytes_matches_read_paths() -> None:
     f = shared("pgbm-001-t1post") / "1-07.dcm"
     a = read_bytes(f.read_bytes(), "upload").series[0].slices[0]
