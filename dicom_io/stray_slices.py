@@ -31,7 +31,7 @@ def _size(s: Slice) -> Hashable:
 
 
 def _has_position(s: Slice) -> Hashable:
-    return s.image_position is not None
+    return True if s.image_position is not None else None
 
 
 CHECKS: tuple[tuple[str, Callable[[Slice], Hashable]], ...] = (
@@ -50,10 +50,8 @@ def set_aside_strays(items: Sequence[Slice]) -> tuple[list[Slice], list[str]]:
         if len(counts) < 2:
             continue
         majority, count = counts.most_common(1)[0]
-        if key is _orientation and majority is None:
-            continue  # most slices have no orientation: nothing sound to keep
-        if key is _has_position and majority is False:
-            continue
+        if majority is None:
+            continue  # most slices lack it (None: unknown): nothing sound to keep
         strays = len(kept) - count
         if strays > max(1, int(MAX_STRAY_SHARE * len(items))) or count < MIN_KEPT:
             continue

@@ -109,21 +109,27 @@ NO_SIGNAL = "no signal (noise only)"
 LITTLE_HEAD = "too little head in slice"
 
 
-def head_areas(ev: SliceEvidence, opts: AggregationOptions) -> NDArray[np.float64]:
-    """Head area per slice, zero on slices without signal (see ``min_signal``)."""
-    area = np.asarray(ev.head_area, dtype=np.float64).copy()
-    if ev.signal is not None and len(area):
-        signal = np.asarray(ev.signal, dtype=np.float64)
-        area[signal < opts.min_signal * float(np.median(signal))] = 0.0
-    return area
+def _silent(ev: SliceEvidence, opts: AggregationOptions) -> NDArray[np.bool_]:
+    """Slices holding only noise (intensity range under ``min_signal`` of the median) whose
+    head mask found something; a slice without any head mask is simply "too little head"."""
+    area = np.asarray(ev.head_area, dtype=np.float64)
+    if ev.signal is None or len(area) == 0:
+        return np.zeros(len(area), dtype=bool)
+    signal = np.asarray(ev.signal, dtype=np.float64)
+    return (signal < opts.min_signal * float(np.median(signal))) & (area > 0)
+
+
+def _head_areas(ev: SliceEvidence, silent: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Head area per slice, zero on silent slices (their masks fill the image)."""
+    return np.where(silent, 0.0, np.asarray(ev.head_area, dtype=np.float64))
 
 
 def slice_eligibility(ev: SliceEvidence, opts: AggregationOptions) -> list[tuple[bool, str]]:
     n = len(ev.probs)
     if n == 0:
         return []
-    area = head_areas(ev, opts)
-    silent = area < np.asarray(ev.head_area, dtype=np.float64)
+    silent = _silent(ev, opts)
+    area = _head_areas(ev, silent)
     max_area = float(area.max())
     head = area >= 0.2 * max_area if max_area > 0 else np.zeros(n, bool)
     pos = np.asarray(ev.position, dtype=np.float64)
@@ -214,7 +220,7 @@ def decide_series(
             votes,
         )
     most_tumour = max((v for c, v in votes.items() if c != NOTUMOR), default=0)
-    area = head_areas(ev, o)
+    area = _head_areas(ev, _silent(ev, o))
     with_head = int(np.sum(area >= 0.2 * float(area.max())))
     if len(eligible) < o.notumor_coverage * with_head:
         return SeriesDecision(
