@@ -51,7 +51,8 @@ sys.path[:0] = [str(REPO), str(TESTS), str(REPO / "bench")]
 from bench_plugin import Orthanc, free_port, poll  # noqa: E402
 from broker_services import PostgresServer, RabbitServer, missing_reason  # noqa: E402
 
-from plugin.job_store import Job, JobState, JobStore  # noqa: E402
+from plugin.job import Job, JobState  # noqa: E402
+from plugin.job_store import JobStore  # noqa: E402
 from plugin.service.distributed.pg_store import open_store  # noqa: E402
 from plugin.service.wiring import Service  # noqa: E402
 from plugin.settings import Settings  # noqa: E402

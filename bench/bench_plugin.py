@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO))
 
 from dicom_io.pydicom_settings import configure_pydicom  # noqa: E402
 from dicom_io.store_scp import ScpOptions, StoreScp  # noqa: E402
-from plugin.job_store import JobState, JobStore  # noqa: E402
+from plugin.job import JobState  # noqa: E402
+from plugin.job_store import JobStore  # noqa: E402
 from plugin.service.assembly import StudyAssembler  # noqa: E402
 from plugin.service.wiring import Service, load_processor  # noqa: E402
 from plugin.settings import Settings  # noqa: E402

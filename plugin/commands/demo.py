@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugin.job_store import Job, JobState, JobStore, default_path
+from plugin.job import Job, JobState
+from plugin.job_store import JobStore, default_path
 from plugin.service.orthanc_client import OrthancClient, OrthancOptions
 from plugin.settings import load_settings
 from vocabulary.errors import InputError, NetworkError

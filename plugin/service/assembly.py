@@ -45,7 +45,8 @@ from pathlib import Path
 
 from dicom_io.network import is_valid_uid, read_instance_ref
 from plugin import metrics
-from plugin.job_store import FINAL_STATES, Job, JobStore, private_dir
+from plugin.job import FINAL_STATES, Job
+from plugin.job_store import JobStore, private_dir
 from plugin.service.orthanc_client import OrthancClient, OrthancOptions
 from vocabulary.errors import JobError, NetworkError
 

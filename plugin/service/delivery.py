@@ -36,7 +36,8 @@ from pathlib import Path
 
 from dicom_io.network import InstanceRef, Peer, find_instances, read_instance_ref, store_files
 from plugin import metrics
-from plugin.job_store import Backoff, Job, JobStore, one_line
+from plugin.job import Backoff, Job, one_line
+from plugin.job_store import JobStore
 from plugin.service.loops import LoopHealth, LoopSpec, run_loop, store_wait_time
 from plugin.service.orthanc_client import OrthancClient, OrthancOptions
 from vocabulary.errors import BrainxaiError, NetworkError

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plugin import metrics
-from plugin.job_store import JobStore, one_line
+from plugin.job import one_line
+from plugin.job_store import JobStore
 
 log = logging.getLogger(__name__)
 

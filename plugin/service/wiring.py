@@ -45,7 +45,8 @@ from explain.options import ExplainOptions
 from plugin.analysis import classify_and_explain
 from plugin.api import ready as api_ready
 from plugin.api.app import ApiContext, create_app
-from plugin.job_store import Backoff, Job, JobStore, default_path
+from plugin.job import Backoff, Job
+from plugin.job_store import JobStore, default_path
 from plugin.model_service import ModelService
 from plugin.pipeline import analyze_paths, pipeline_options
 from plugin.service.assembly import StudyAssembler, adopt_orphans, orthanc_fetcher

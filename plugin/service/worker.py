@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 
 from dicom_io.files import fsync_tree
 from plugin import metrics
-from plugin.job_store import Job, JobState, JobStore, one_line, private_dir
+from plugin.job import Job, JobState, one_line
+from plugin.job_store import JobStore, private_dir
 from plugin.service.assembly import Fetcher, StudyAssembler, complete_study
 from plugin.service.loops import LoopHealth, LoopSpec, describe_error, run_loop, store_wait_time
 from vocabulary.errors import BrainxaiError, JobError

@@ -30,7 +30,7 @@ from pydicom.uid import generate_uid
 sys.path.insert(0, str(Path(__file__).parent))
 from broker_services import PostgresServer, RabbitServer, free_port, missing_reason  # noqa: E402
 
-from plugin.job_store import JobState  # noqa: E402
+from plugin.job import JobState  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

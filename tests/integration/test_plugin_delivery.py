@@ -10,7 +10,7 @@ from plugin_processor import process
 from pydicom import dcmread
 
 from dicom_io.network import Peer, read_instance_ref, store_files
-from plugin.job_store import JobState
+from plugin.job import JobState
 from plugin.service.delivery import DeliveryOptions, deliver
 from plugin.service.orthanc_client import OrthancClient, OrthancOptions
 from plugin.service.wiring import Service

@@ -9,7 +9,8 @@ from conftest import OrthancProcess, study_dir, wait_until
 from plugin_processor import SC_SERIES_NUMBER
 from pydicom import dcmread
 
-from plugin.job_store import JobState, JobStore
+from plugin.job import JobState
+from plugin.job_store import JobStore
 
 pytestmark = pytest.mark.integration
 

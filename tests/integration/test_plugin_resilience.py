@@ -37,7 +37,8 @@ from pynetdicom import AE
 from dicom_io.network import Peer, echo, read_instance_ref, store_files
 from plugin import metrics
 from plugin.api.app import create_app
-from plugin.job_store import Job, JobState, JobStore
+from plugin.job import Job, JobState
+from plugin.job_store import JobStore
 from plugin.service.wiring import Service, ServiceContext, pipeline_processor
 from plugin.settings import Settings
 from vocabulary.errors import NetworkError

@@ -24,7 +24,8 @@ from PIL import Image
 from plugin_processor import SC_SERIES_NUMBER
 from pydicom import dcmread
 
-from plugin.job_store import JobState, JobStore
+from plugin.job import JobState
+from plugin.job_store import JobStore
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,8 @@ from plugin_processor import process
 from pydicom import dcmread
 from test_plugin_routing_retry import LOCKER
 
-from plugin.job_store import JobState, default_path
+from plugin.job import JobState
+from plugin.job_store import default_path
 from plugin.service.wiring import Service
 from plugin.settings import Settings
 

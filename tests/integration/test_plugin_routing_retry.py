@@ -17,7 +17,8 @@ from conftest import OrthancProcess, study_dir, wait_until
 from plugin_processor import process
 from pydicom import dcmread
 
-from plugin.job_store import JobState, default_path
+from plugin.job import JobState
+from plugin.job_store import default_path
 from plugin.service.wiring import Service
 from plugin.settings import Settings
 

@@ -15,7 +15,8 @@ from pynetdicom.sop_class import Verification
 
 from dicom_io.network import Peer, echo, store_files
 from dicom_io.store_scp import ScpOptions, StoreScp
-from plugin.job_store import JobState, JobStore
+from plugin.job import JobState
+from plugin.job_store import JobStore
 from plugin.service.assembly import StudyAssembler
 from vocabulary.errors import NetworkError
 

@@ -26,7 +26,7 @@ from pydicom.uid import generate_uid
 from union_processor import SR_SERIES_NUMBER, eligible, process
 
 from dicom_io.network import read_instance_ref
-from plugin.job_store import Job, JobState
+from plugin.job import Job, JobState
 from plugin.service.wiring import Service
 from plugin.settings import Settings
 

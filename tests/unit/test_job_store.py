@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin.job_store import Backoff, JobState, JobStore
+from plugin.job import Backoff, JobState
+from plugin.job_store import JobStore
 from plugin.service.assembly import StudyAssembler
 from vocabulary.errors import JobError
 

@@ -23,7 +23,8 @@ import pytest
 
 from plugin import metrics
 from plugin.api.ready import check_writable
-from plugin.job_store import Backoff, JobState, JobStore, one_line
+from plugin.job import Backoff, JobState, one_line
+from plugin.job_store import JobStore
 from plugin.model_service import PriorityLock
 from plugin.service.assembly import StudyAssembler, adopt_orphans
 from plugin.service.delivery import Deliverer, DeliveryOptions

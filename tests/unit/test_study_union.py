@@ -10,7 +10,8 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
-from plugin.job_store import Job, JobState, JobStore
+from plugin.job import Job, JobState
+from plugin.job_store import JobStore
 from plugin.service.assembly import complete_study, received_series
 from plugin.service.worker import ProcessResult, Worker, WorkerOptions
 from vocabulary.errors import NetworkError

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugin.job_store import Job, JobState, JobStore, private_dir
+from plugin.job import Job, JobState
+from plugin.job_store import JobStore, private_dir
 from plugin.service.assembly import orthanc_fetcher
 from plugin.service.delivery import Deliverer
 from plugin.service.distributed import queue

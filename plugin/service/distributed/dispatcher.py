@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from plugin.job_store import Job, JobStore
+from plugin.job import Job
+from plugin.job_store import JobStore
 from plugin.service.assembly import received_series
 from plugin.service.distributed import queue
 from plugin.service.distributed.worker_metrics import WORKER_METRICS
