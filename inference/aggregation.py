@@ -222,16 +222,15 @@ def decide_series(
     most_tumour = max((v for c, v in votes.items() if c != NOTUMOR), default=0)
     area = _head_areas(ev, _silent(ev, o))
     with_head = int(np.sum(area >= 0.2 * float(area.max())))
-    if len(eligible) < o.notumor_coverage * with_head:
-        return SeriesDecision(
-            INDETERMINATE,
-            f"only {len(eligible)} of {with_head} slices through the head could be assessed: "
-            "too little to rule out a tumour",
-            probabilities,
-            decisions,
-            votes,
-        )
     veto = _excluded_tumour_run(ev, decisions, o, classes)
+    if len(eligible) < o.notumor_coverage * with_head:
+        reason = (
+            f"only {len(eligible)} of {with_head} slices through the head could be assessed: "
+            "too little to rule out a tumour"
+        )
+        # Where a tumour may be hiding is worth more to the reader than the count alone.
+        reason += f"; {veto}" if veto is not None else ""
+        return SeriesDecision(INDETERMINATE, reason, probabilities, decisions, votes)
     if veto is not None:
         return SeriesDecision(INDETERMINATE, veto, probabilities, decisions, votes)
     if votes.get(NOTUMOR, 0) >= o.notumor_fraction * len(eligible) and most_tumour < need:

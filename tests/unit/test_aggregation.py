@@ -226,3 +226,25 @@ def test_a_confident_tumour_run_in_the_unassessed_part_withholds_notumor() -> No
         cam_inside=np.full(20, 0.1, np.float32),
     )
     assert decide_series(ev).label == "notumor"
+
+
+def test_too_little_assessed_names_a_tumour_run_in_the_unassessed_part() -> None:
+    # 40 axial slices 2 mm apart; the detector calls all but 6 middle slices out of scope,
+    # and the bottom band holds 6 adjacent confident meningioma slices (12 mm). The series
+    # abstains on coverage and says where a tumour may be hiding.
+    probs = [N] * 4 + [M] * 6 + [N] * 30
+    scope = np.full(40, 0.1, np.float32)
+    scope[18:24] = 0.9
+    ev = replace(
+        _evidence(probs),
+        position=np.arange(40, dtype=np.float32) * 2,
+        in_scope=scope,
+        scope_threshold=0.5,
+    )
+    d = decide_series(ev)
+    assert d.label == INDETERMINATE
+    assert "too little to rule out" in d.reason
+    assert "notumor withheld" in d.reason and "meningioma" in d.reason and "12 mm" in d.reason
+    # Without the run, the count alone.
+    plain = decide_series(replace(ev, probs=np.stack([N] * 40)))
+    assert "too little to rule out" in plain.reason and "withheld" not in plain.reason
