@@ -113,6 +113,16 @@ def test_web_page_predicts_a_dropped_file(tmp_path: Path) -> None:
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
 
+                # No method ticked: the page asks without ``methods`` and the API's default
+                # (Grad-CAM sharpened) is shown, not a default of the page's own.
+                page.uncheck("#methods input[value=gradcam-gxi]")
+                assert page.locator("#methods input:checked").count() == 0
+                page.evaluate("document.getElementById('views').replaceChildren()")
+                with page.expect_request(lambda r: "/v1/predict" in r.url) as asked:
+                    page.evaluate(DROP_JS, [base64.b64encode(image).decode(), "phantom.png"])
+                assert "methods=" not in asked.value.url
+                page.wait_for_selector(heat, timeout=30_000)
+
                 page.evaluate(DROP_JS, [base64.b64encode(b"not an image").decode(), "x.png"])
                 page.wait_for_selector("#error:not([hidden])", timeout=15_000)
                 assert "HTTP 415" in page.inner_text("#error")

@@ -38,10 +38,10 @@ async function apiFetch(path, options) {
   return body;
 }
 
+// The ticked methods; none ticked leaves the choice to the API's default.
 function selectedMethods() {
   const boxes = document.querySelectorAll("#methods input:checked");
-  const names = Array.from(boxes, (b) => b.value);
-  return names.length ? names.join(",") : "gradcam-gxi";
+  return Array.from(boxes, (b) => b.value).join(",");
 }
 
 async function predict(file) {
@@ -50,7 +50,8 @@ async function predict(file) {
   const form = new FormData();
   form.append("file", file, file.name);
   try {
-    const url = "/v1/predict?methods=" + encodeURIComponent(selectedMethods());
+    const methods = selectedMethods();
+    const url = "/v1/predict" + (methods ? "?methods=" + encodeURIComponent(methods) : "");
     const result = await apiFetch(url, { method: "POST", body: form });
     renderResult(result);
     $("status").textContent = "";
