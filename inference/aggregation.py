@@ -17,7 +17,11 @@ The rule (stated in the README, calibrated on the shared DICOM series and valida
    half as many confident votes. On axial series "pituitary" votes never decide and are no
    rival: the eligible slices lie above the sella, where a pituitary tumour cannot be, and
    enough such votes make the series indeterminate. Otherwise, if the confident notumor
-   votes are at least ``notumor_fraction`` of the eligible slices, the series is ``notumor``.
+   votes are at least ``notumor_fraction`` of the eligible slices, the series is ``notumor``,
+   unless enough of the head could not be assessed, the unassessed part holds a confident
+   tumour run, or the assessed slices hold ``min_run`` adjacent gated votes of one
+   (plausible) tumour class over ``veto_span``: a lesion too small for a tumour class is not
+   "no tumour".
 4. Anything else is ``indeterminate`` with the reason.
 
 Series probabilities are the mean over eligible slices (reported, not used for the decision).
@@ -234,6 +238,9 @@ def decide_series(
     if veto is not None:
         return SeriesDecision(INDETERMINATE, veto, probabilities, decisions, votes)
     if votes.get(NOTUMOR, 0) >= o.notumor_fraction * len(eligible) and most_tumour < need:
+        run = _assessed_tumour_run(ev, gated, eligible, need, o)
+        if run is not None:
+            return SeriesDecision(INDETERMINATE, run, probabilities, decisions, votes)
         return SeriesDecision(
             NOTUMOR,
             f"{votes[NOTUMOR]} of {len(eligible)} eligible slices confidently notumor",
@@ -247,6 +254,50 @@ def decide_series(
         probabilities,
         decisions,
         votes,
+    )
+
+
+def _assessed_tumour_run(
+    ev: SliceEvidence,
+    gated: dict[str, list[int]],
+    eligible: list[int],
+    need: int,
+    o: AggregationOptions,
+) -> str | None:
+    """Why notumor cannot be claimed, if adjacent assessed slices (at least ``min_run``,
+    spanning ``veto_span``) hold confident votes of one tumour class that passed the Grad-CAM
+    gate, too few to name it.
+
+    Such a run is a small lesion as often as noise; "no tumour" would hide it. The span keeps
+    two neighbours 2 mm apart in a thin-slice 3D series (a speck) from counting like two
+    5 mm slices (a centimetre). Pituitary votes on an axial series are left out, as in the
+    tumour decision (they lie above the sella).
+    """
+    pos = np.asarray(ev.position, dtype=np.float64)
+    order = sorted(eligible, key=lambda i: pos[i])
+    steps = np.abs(np.diff(np.sort(pos)))
+    step = float(np.median(steps)) if len(steps) else 1.0
+    implausible = PITUITARY if ev.plane == "axial" and not o.pituitary_on_axial else ""
+    best: tuple[float, int, str] | None = None
+    for c, idx in gated.items():
+        if c in (NOTUMOR, implausible) or len(idx) < o.min_run:
+            continue
+        hit, run = set(idx), []
+        for i in [*order, -1]:  # -1 closes the last run
+            if i in hit:
+                run.append(i)
+                continue
+            span = float(abs(pos[run[-1]] - pos[run[0]])) + step if run else 0.0
+            if len(run) >= o.min_run and span >= o.veto_span and (best is None or span > best[0]):
+                best = (span, len(run), c)
+            run = []
+    if best is None:
+        return None
+    span, n, cls = best
+    return (
+        f"notumor withheld: {n} adjacent assessed slices over {span:.0f} mm look confidently "
+        f"like {cls} with Grad-CAM in the brain, fewer than the {need} a tumour class needs: "
+        "a lesion there cannot be ruled out"
     )
 
 

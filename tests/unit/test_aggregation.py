@@ -248,3 +248,27 @@ def test_too_little_assessed_names_a_tumour_run_in_the_unassessed_part() -> None
     # Without the run, the count alone.
     plain = decide_series(replace(ev, probs=np.stack([N] * 40)))
     assert "too little to rule out" in plain.reason and "withheld" not in plain.reason
+
+
+def test_a_small_tumour_run_among_assessed_slices_withholds_notumor() -> None:
+    # 30 axial slices, about 14 assessed between the default skull-base and vertex bands: 2
+    # adjacent confident glioma slices are fewer than the 3 a tumour class needs here, but
+    # 5 mm apart they span a centimetre: not "no tumour" either.
+    def series(middle: list[np.ndarray], plane: str = "axial", mm: float = 5.0) -> SeriesDecision:
+        probs = [N] * 14 + middle + [N] * (16 - len(middle))
+        ev = replace(_evidence(probs), plane=plane, position=np.arange(30, dtype=np.float32) * mm)
+        return decide_series(ev)
+
+    two = series([G, G])
+    assert two.label == INDETERMINATE
+    assert (
+        "notumor withheld" in two.reason and "2 adjacent assessed slices over 10 mm" in two.reason
+    )
+    assert "glioma" in two.reason
+    # Scattered single votes are noise, and so are two neighbours 2 mm apart (4 mm).
+    assert series([G, N, G]).label == "notumor"
+    assert series([G, G], mm=2.0).label == "notumor"
+    # Pituitary votes above the sella of an axial series do not withhold it; on a sagittal
+    # series (whose central slices show the sella) they do.
+    assert series([P, P]).label == "notumor"
+    assert series([P, P], plane="sagittal").label == INDETERMINATE
