@@ -9,6 +9,7 @@ geometry from the per-frame or shared functional groups (PS3.3 C.7.6.16).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import struct
@@ -336,6 +337,39 @@ def _distinct(values: Sequence[float | None]) -> bool:
     return len(np.unique(rounded)) == len(rounded)
 
 
+def _drop_repeats(items: list[Slice], notes: list[str]) -> list[Slice]:
+    """Drop instances that repeat another's position and pixel data under a new SOP Instance
+    UID (a slice sent twice, re-exported or re-identified): one of each is kept, the series
+    notes say how many were ignored. Different images at one position are left alone."""
+    seen: set[tuple[float, bytes]] = set()
+    kept: list[Slice] = []
+    order = sorted(items, key=lambda s: (s.instance_number or 0, s.sop_instance_uid))
+    for s in order:
+        if s.position_mm is not None:
+            digest = hashlib.blake2b(np.ascontiguousarray(s.pixels).tobytes()).digest()
+            mark = (round(s.position_mm, 2), digest)
+            if mark in seen:
+                continue
+            seen.add(mark)
+        kept.append(s)
+    if len(kept) == len(items):
+        return items
+    notes.append(
+        f"{len(items) - len(kept)} instance(s) repeating another's position and pixel data ignored"
+    )
+    keys = {s.key for s in kept}
+    return [s for s in items if s.key in keys]
+
+
+def _mostly_distinct(values: Sequence[float | None]) -> bool:
+    """True when the known positions are distinct for most slices (at least half), so that a
+    few coinciding ones are repeats, not a missing geometry (one position for every slice)."""
+    if any(v is None for v in values):
+        return False
+    rounded = np.round(np.asarray(values, dtype=np.float64), 2)
+    return len(np.unique(rounded)) >= max(2, len(rounded) // 2)
+
+
 def _fallback_positions(
     items: list[Slice], normal: NDArray[np.float64], notes: list[str]
 ) -> tuple[list[Slice], str]:
@@ -405,8 +439,14 @@ def _build_series(study: str, series_uid: str, items: list[Slice]) -> Series:
         items = [
             replace(s, position_mm=float(np.dot(np.asarray(s.image_position), nv))) for s in items
         ]
-        if _distinct([s.position_mm for s in items]) or len(items) == 1:
+        positions = [s.position_mm for s in items]
+        if _distinct(positions) or len(items) == 1:
             sorted_by = "position"
+        elif _mostly_distinct(positions):
+            # The geometry is real and a few positions repeat: a slice stored twice is read
+            # once; two different images at one position (echoes, a repeat) stay, and series
+            # selection refuses the series and says why.
+            items, sorted_by = _drop_repeats(items, notes), "position"
         else:
             items, sorted_by = _fallback_positions(items, nv, notes)
     else:

@@ -243,3 +243,54 @@ def test_enhanced_mr_is_split_into_frames() -> None:
         assert np.array_equal(a.pixels, b.pixels)
         assert b.pixel_spacing == a.pixel_spacing
     assert select_series(series).selected
+
+
+def _series_with_a_repeat(tmp: Path, **changes: object) -> tuple[list[float], Path]:
+    """pgbm-001 copied with its 11th slice stored once more under a new SOP Instance UID."""
+    files = sorted(shared("pgbm-001-t1post").glob("*.dcm"))
+    for f in files:
+        (tmp / f.name).write_bytes(f.read_bytes())
+    uid = generate_uid()
+    ds = pydicom.dcmread(files[10])
+    ds.SOPInstanceUID = uid
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    for k, v in changes.items():
+        setattr(ds, k, v)
+    ds.save_as(tmp / "repeat.dcm", enforce_file_format=True)
+    original = read_paths([shared("pgbm-001-t1post")]).series[0]
+    return [float(p) for p in original.positions], tmp
+
+
+@pytest.mark.parametrize("number", [None, 100])
+def test_a_slice_stored_twice_is_read_once_with_its_geometry(
+    tmp_path: Path, number: int | None
+) -> None:
+    # The same image under a new SOP Instance UID (same or another InstanceNumber) must
+    # neither make the series unassessable nor replace its geometry by made-up positions.
+    changes = {} if number is None else {"InstanceNumber": number}
+    positions, folder = _series_with_a_repeat(tmp_path, **changes)
+    s = read_paths([folder]).series[0]
+    assert len(s) == 24 and s.sorted_by == "position"
+    assert np.allclose(np.asarray(s.positions, dtype=float), positions)
+    assert any("repeating another's position and pixel data ignored" in n for n in s.notes)
+    assert select_series(s, load_rules(None)).selected
+
+
+def test_two_different_images_at_one_position_keep_the_geometry_and_are_refused(
+    tmp_path: Path,
+) -> None:
+    # Another image at an existing position (a repeat acquisition of one slice): the real
+    # positions stay (no positions invented from InstanceNumber) and selection says why.
+    ds = pydicom.dcmread(sorted(shared("pgbm-001-t1post").glob("*.dcm"))[10])
+    pixels = ds.pixel_array.copy()
+    pixels[:10] = 0
+    positions, folder = _series_with_a_repeat(
+        tmp_path, InstanceNumber=100, PixelData=pixels.tobytes()
+    )
+    s = read_paths([folder]).series[0]
+    assert len(s) == 25 and s.sorted_by == "position"
+    assert sorted(set(np.round(np.asarray(s.positions, dtype=float), 2))) == sorted(
+        set(np.round(positions, 2))
+    )
+    sel = select_series(s, load_rules(None))
+    assert not sel.selected and "distinct positions" in sel.reason
