@@ -214,47 +214,56 @@ def decide_series(
         if dropped and label != INDETERMINATE:
             reason += f"; {dropped} tumour votes dropped (Grad-CAM outside the brain)"
         return SeriesDecision(label, reason, probabilities, decisions, votes)
-    if dropped >= need:
-        return SeriesDecision(
-            INDETERMINATE,
-            f"{dropped} confident tumour slices whose Grad-CAM lies outside the brain or "
-            "jumps between adjacent slices: the model is not looking at a lesion",
-            probabilities,
-            decisions,
-            votes,
+    tally = _Tally(eligible, gated, votes, need, dropped)
+    label, reason = _without_tumour_class(ev, decisions, tally, o, classes)
+    return SeriesDecision(label, reason, probabilities, decisions, votes)
+
+
+@dataclass(frozen=True)
+class _Tally:
+    """The vote of one series: eligible slice indices, gated confident votes per class (slice
+    indices), their counts, the votes a tumour class needs, and votes the gate dropped."""
+
+    eligible: list[int]
+    gated: dict[str, list[int]]
+    votes: dict[str, int]
+    need: int
+    dropped: int
+
+
+def _without_tumour_class(
+    ev: SliceEvidence,
+    decisions: Sequence[SliceDecision],
+    tally: _Tally,
+    o: AggregationOptions,
+    classes: Sequence[str],
+) -> tuple[str, str]:
+    """(label, reason) of a series no tumour class decided: notumor, or why not."""
+    n, votes = len(tally.eligible), tally.votes
+    if tally.dropped >= tally.need:
+        return INDETERMINATE, (
+            f"{tally.dropped} confident tumour slices whose Grad-CAM lies outside the brain or "
+            "jumps between adjacent slices: the model is not looking at a lesion"
         )
-    most_tumour = max((v for c, v in votes.items() if c != NOTUMOR), default=0)
     area = _head_areas(ev, _silent(ev, o))
     with_head = int(np.sum(area >= 0.2 * float(area.max())))
     veto = _excluded_tumour_run(ev, decisions, o, classes)
-    if len(eligible) < o.notumor_coverage * with_head:
+    if n < o.notumor_coverage * with_head:
         reason = (
-            f"only {len(eligible)} of {with_head} slices through the head could be assessed: "
+            f"only {n} of {with_head} slices through the head could be assessed: "
             "too little to rule out a tumour"
         )
         # Where a tumour may be hiding is worth more to the reader than the count alone.
-        reason += f"; {veto}" if veto is not None else ""
-        return SeriesDecision(INDETERMINATE, reason, probabilities, decisions, votes)
+        return INDETERMINATE, reason + (f"; {veto}" if veto is not None else "")
     if veto is not None:
-        return SeriesDecision(INDETERMINATE, veto, probabilities, decisions, votes)
-    if votes.get(NOTUMOR, 0) >= o.notumor_fraction * len(eligible) and most_tumour < need:
-        run = _assessed_tumour_run(ev, gated, eligible, need, o)
+        return INDETERMINATE, veto
+    most_tumour = max((v for c, v in votes.items() if c != NOTUMOR), default=0)
+    if votes.get(NOTUMOR, 0) >= o.notumor_fraction * n and most_tumour < tally.need:
+        run = _assessed_tumour_run(ev, tally.gated, tally.eligible, tally.need, o)
         if run is not None:
-            return SeriesDecision(INDETERMINATE, run, probabilities, decisions, votes)
-        return SeriesDecision(
-            NOTUMOR,
-            f"{votes[NOTUMOR]} of {len(eligible)} eligible slices confidently notumor",
-            probabilities,
-            decisions,
-            votes,
-        )
-    return SeriesDecision(
-        INDETERMINATE,
-        f"no consistent evidence across {len(eligible)} eligible slices (votes {votes})",
-        probabilities,
-        decisions,
-        votes,
-    )
+            return INDETERMINATE, run
+        return NOTUMOR, f"{votes[NOTUMOR]} of {n} eligible slices confidently notumor"
+    return INDETERMINATE, f"no consistent evidence across {n} eligible slices (votes {votes})"
 
 
 def _assessed_tumour_run(
