@@ -48,8 +48,7 @@ def slice_evidence(
     return SliceEvidence(
         probs=pred.probs,
         head_area=area,
-        # The reader sorts slices along the normal, inferior (or right/anterior) first.
-        position=np.arange(len(series.slices), dtype=np.float32),
+        position=slice_positions(series),
         ood_score=pred.ood_score,
         ood_threshold=threshold,
         plane=series.plane,
@@ -57,6 +56,19 @@ def slice_evidence(
         scope_threshold=scope_threshold,
         signal=np.array([p.signal for p in prepared], np.float32),
     )
+
+
+def slice_positions(series: Series) -> NDArray[np.float32]:
+    """Positions along the slice normal in mm when the reader sorted the series by position
+    (the series rule's spans, e.g. "10 mm", are then millimetres); otherwise slice indices
+    (the rule then counts slices). The reader sorts inferior (or right, anterior) first."""
+    pos = series.positions
+    if series.sorted_by != "position" or any(p is None for p in pos):
+        return np.arange(len(pos), dtype=np.float32)
+    mm = np.asarray(pos, dtype=np.float64)
+    if len(mm) > 1 and not np.all(np.diff(mm) > 0):
+        return np.arange(len(pos), dtype=np.float32)
+    return mm.astype(np.float32)
 
 
 def cam_evidence(
