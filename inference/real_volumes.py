@@ -289,3 +289,19 @@ def stack_to_ras(
     vol = np.transpose(pixels, (2, 1, 0))  # (column, row, slice)
     oriented = apply_orientation(vol, io_orientation(ras))  # type: ignore[no-untyped-call]
     return np.ascontiguousarray(oriented, dtype=np.float32)
+
+
+def ras_spacing(
+    orientation: Sequence[float], spacing: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    """The voxel size of ``stack_to_ras``'s volume, per RAS axis (``spacing`` as there)."""
+    from nibabel.orientations import io_orientation
+
+    row = np.asarray(orientation[:3], dtype=np.float64)
+    col = np.asarray(orientation[3:6], dtype=np.float64)
+    axes = np.stack([row, col, np.cross(row, col)], axis=1) * np.asarray(spacing)
+    ornt = io_orientation(np.vstack([np.hstack([axes, np.zeros((3, 1))]), [0, 0, 0, 1]]))  # type: ignore[no-untyped-call]
+    out = [0.0, 0.0, 0.0]
+    for k in range(3):
+        out[int(ornt[k, 0])] = float(spacing[k])
+    return out[0], out[1], out[2]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The real-study development check: convert the shared volumes to DICOM series (one per
-# plane and sequence, 3 mm apart), link the shared DICOM studies beside them, write
-# labels.csv (expected class, and whether the case was used in training), then run
-# `brainxai evaluate-studies`. Usage: bash scripts/real_study_check.sh [OUT] [--model REF]
+# plane and sequence, every third slice; 3D DICOM series also reformatted to other planes),
+# link the shared DICOM studies beside them, write labels.csv (expected class, and whether
+# the case was used in training), then run `brainxai evaluate-studies`.
+# Usage: bash scripts/real_study_check.sh [OUT] [--model REF]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-var/real-studies}; shift || true
@@ -41,8 +42,14 @@ done
 convert brats-gli-00001-000-t1n-axial "$G1/t1n.nii.gz" axial "T1" glioma dev
 convert flair-chronic-lesion-axial "$V/other/flair-chronic-lesion.nii.gz" axial "FLAIR" other dev
 convert flair-chronic-lesion-as-t1-axial "$V/other/flair-chronic-lesion.nii.gz" axial "T1 (really FLAIR)" other dev
+# Reformats of a 3D DICOM series (volume-to-dicom reads the folder): other planes than stored.
+convert normal-t1w-sagittal-reformat "$DATA/dicom/normal-t1w-axial" sagittal "T1 3D sagittal reformat" notumor dev
+convert normal-t1w-coronal-reformat "$DATA/dicom/normal-t1w-axial" coronal "T1 3D coronal reformat" notumor dev
 # Used in training (a fit check, not a test).
 link m025-meningioma "$V/meningioma/m025/t1-dicom" meningioma train
+for plane in sagittal coronal; do
+  convert "m025-meningioma-$plane-reformat" "$V/meningioma/m025/t1-dicom" $plane "T1 MPRAGE $plane reformat" meningioma train "" GADOLINIUM
+done
 convert chris-t1-axial "$V/normal/chris-t1.nii.gz" axial "T1 MPRAGE" notumor train
 convert chris-t1-sagittal "$V/normal/chris-t1.nii.gz" sagittal "T1 MPRAGE" notumor train
 P1=$V/glioma/brats-2013-pat0001

@@ -1,5 +1,9 @@
 """brainxai volume-to-dicom: a NIfTI volume as an MR series, one plane, for evaluate-studies.
 
+A DICOM folder is accepted too: its longest series is stacked into a volume and cut in the
+chosen plane (a reformat, e.g. a 3D acquisition's coronal slices), to check the series rule
+on planes the archive does not hold.
+
 The volume goes through the same background handling as training (``scanner_like``: a
 skull-stripped, z-scored research volume gets a dark background like a scanner image),
 then every slice of the chosen plane is written in viewer orientation with its geometry
@@ -13,10 +17,11 @@ from pathlib import Path
 
 from dicom_io.volume_export import VolumeSeriesOptions, export_volume
 from inference.real_volumes import PLANES, load_ras, plane_length, plane_slice, scanner_like
+from plugin.commands.real_slices import dicom_volume
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("nifti", type=Path, help="volume (.nii or .nii.gz)")
+    p.add_argument("nifti", type=Path, help="volume (.nii or .nii.gz) or a DICOM series folder")
     p.add_argument("--out", required=True, type=Path, help="output folder (one series)")
     p.add_argument("--plane", choices=PLANES, default="axial")
     p.add_argument("--description", default="T1 research volume", help="SeriesDescription")
@@ -26,7 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    volume, zooms = load_ras(args.nifti)
+    if args.nifti.is_dir():
+        volume, zooms = dicom_volume(args.nifti, args.nifti.name)
+    else:
+        volume, zooms = load_ras(args.nifti)
     brain = load_ras(args.brainmask)[0] > 0.5 if args.brainmask else None
     vol = scanner_like(volume, brain)
     n = plane_length(vol.shape, args.plane)

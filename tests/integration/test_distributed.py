@@ -118,7 +118,9 @@ class WorkerProcess:
     port: int = 9101
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, **extra_env: str) -> None:
+    def start(self, wait: bool = True, **extra_env: str) -> None:
+        """Start the worker; with ``wait``, until its /healthz answers (a worker that a poison
+        study kills while starting fails that wait: supervisors restart without it)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept by the child)
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns.name, *BRAINXAI, "-v", "worker",
@@ -126,7 +128,8 @@ class WorkerProcess:
              str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, env={**self.env, **extra_env}, cwd=str(REPO),
         )  # fmt: skip
-        wait_until(self._healthy, 60, f"worker {self.name} /healthz")
+        if wait:
+            wait_until(self._healthy, 60, f"worker {self.name} /healthz")
 
     def health(self) -> dict[str, Any] | None:
         try:
@@ -220,10 +223,11 @@ class Cluster:
         return job is not None and job["state"] == JobState.DELIVERED
 
     def keep_workers_up(self) -> None:
-        """What a supervisor (compose's restart policy, systemd) does: restart a dead one."""
+        """What a supervisor (compose's restart policy, systemd) does: restart a dead one,
+        without waiting for it to be healthy (it may claim the poison study and die first)."""
         for worker in self.workers:
             if not worker.alive():
-                worker.start()
+                worker.start(wait=False)
 
 
 @pytest.fixture(scope="module")

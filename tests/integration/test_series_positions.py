@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 
 from dicom_io.reader import read_paths
-from dicom_io.volume_export import VolumeSeriesOptions, export_volume
-from inference.real_volumes import plane_length, plane_slice, scanner_like, stack_to_ras
 from plugin.commands.cli import main
 from plugin.series_evidence import slice_positions
 from tests.conftest import BUNDLED_MODEL, shared
@@ -32,22 +30,15 @@ def test_evidence_positions_are_the_series_positions_in_mm() -> None:
     assert np.median(np.diff(pos)) == pytest.approx(series.spacing_between_slices, abs=0.01)
 
 
-def _coronal_reformat(out: Path, stride: int = 3) -> Path:
-    """M025 (1 mm 3D T1 post-Gd, meningioma) cut as a coronal series 3 mm apart."""
-    series = read_paths([shared("volumes", "meningioma", "m025", "t1-dicom")]).series[0]
-    first = series.slices[0]
-    assert first.image_orientation is not None and first.pixel_spacing is not None
-    spacing = (first.pixel_spacing[1], first.pixel_spacing[0], 1.0)
-    stack = np.stack([s.pixels for s in series.slices]).astype(np.float32)
-    vol = scanner_like(stack_to_ras(stack, first.image_orientation, spacing))
-    picked = range(0, plane_length(vol.shape, "coronal"), stride)
-    slices = [plane_slice(vol, "coronal", i) for i in picked]
-    zooms = (spacing[0], spacing[1] * stride, spacing[2])
-    shape = (vol.shape[0], len(slices), vol.shape[2])
-    opts = VolumeSeriesOptions(
-        plane="coronal", series_description="T1 MPRAGE coronal", contrast_agent="GADOLINIUM"
-    )
-    export_volume(slices, zooms, shape, out, opts)
+def _coronal_reformat(out: Path) -> Path:
+    """M025 (1 mm 3D T1 post-Gd, meningioma) cut as a coronal series 3 mm apart, by
+    ``volume-to-dicom`` from its DICOM folder."""
+    m025 = shared("volumes", "meningioma", "m025", "t1-dicom")
+    main(["volume-to-dicom", str(m025), "--out", str(out), "--plane", "coronal", "--stride", "3",
+          "--description", "T1 MPRAGE coronal", "--contrast", "GADOLINIUM"])  # fmt: skip
+    series = read_paths([out]).series[0]
+    assert series.plane == "coronal" and len(series) == 86
+    assert series.spacing_between_slices == pytest.approx(3.0)
     return out
 
 
