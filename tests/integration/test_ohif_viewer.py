@@ -171,23 +171,28 @@ def open_sr_viewport(page: Any, predicate: str, arg: Any, deadline: float) -> bo
         with contextlib.suppress(timeout_error):  # the deadline decides
             page.wait_for_function(predicate, arg=arg, timeout=15_000)
             return True
+        # Once in CI the SR viewport was open on its image without the annotations drawn:
+        # a pointer move over the image makes cornerstone render its annotation layer.
+        with contextlib.suppress(timeout_error):
+            page.hover(".cornerstone-canvas", timeout=2_000)
     return False
 
 
 def show_sr(page: Any, url: str, predicate: str, arg: Any, what: str) -> None:
-    """Open the SR viewport until ``predicate(arg)`` holds; one fresh load of the viewer if
-    60 s were not enough (OHIF stayed without the SR once in CI: a double-click dropped
-    while the study loaded, then no answer to more). Fails with a screenshot and the text."""
-    for attempt in (1, 2):
+    """Open the SR viewport until ``predicate(arg)`` holds; fresh loads of the viewer if
+    60 s were not enough (OHIF stayed without the SR in CI: once a double-click dropped
+    while the study loaded, then no answer to more; once the SR viewport open on its image
+    without annotations). Fails with a screenshot and the text."""
+    for attempt in (1, 2, 3):
         if open_sr_viewport(page, predicate, arg, deadline=time.monotonic() + 60):
             return
-        if attempt == 1:
+        if attempt < 3:
             page.goto(url)
             page.wait_for_selector('text="PMAP"', timeout=90_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ohif_sr_not_shown.png"))
     text = " ".join(str(page.evaluate(VIEWPORT_TEXT)).split())[:1500]
-    raise AssertionError(f"{what} was not shown after two loads; the page read: {text}")
+    raise AssertionError(f"{what} was not shown after three loads; the page read: {text}")
 
 
 def test_sr_finding_is_shown(page: Any, processed: Processed) -> None:
