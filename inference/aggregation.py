@@ -266,6 +266,44 @@ def _without_tumour_class(
     return INDETERMINATE, f"no consistent evidence across {n} eligible slices (votes {votes})"
 
 
+@dataclass(frozen=True)
+class _Run:
+    """Adjacent slices with one label: their extent (mm, or slices when positions are
+    indices), count, label and first slice."""
+
+    span: float
+    n: int
+    label: str
+    first: int
+
+
+def _widest_run(
+    order: Sequence[int],
+    label: dict[int, str],
+    pos: NDArray[np.float64],
+    min_slices: int,
+    min_span: float,
+) -> _Run | None:
+    """The widest run of slices adjacent in ``order`` that share a label (slices without one
+    break runs), of at least ``min_slices`` slices spanning ``min_span``; a slice counts
+    the series' median slice step."""
+    steps = np.abs(np.diff(np.sort(pos)))
+    step = float(np.median(steps)) if len(steps) else 1.0
+    best: _Run | None = None
+    run: list[int] = []
+    for i in [*order, -1]:  # -1 closes the last run
+        lab = label.get(i)
+        if lab is not None and run and label[run[-1]] == lab:
+            run.append(i)
+            continue
+        if len(run) >= min_slices:
+            span = float(abs(pos[run[-1]] - pos[run[0]])) + step
+            if span >= min_span and (best is None or span > best.span):
+                best = _Run(span, len(run), label[run[0]], run[0])
+        run = [i] if lab is not None else []
+    return best
+
+
 def _assessed_tumour_run(
     ev: SliceEvidence,
     gated: dict[str, list[int]],
@@ -283,30 +321,16 @@ def _assessed_tumour_run(
     tumour decision (they lie above the sella).
     """
     pos = np.asarray(ev.position, dtype=np.float64)
-    order = sorted(eligible, key=lambda i: pos[i])
-    steps = np.abs(np.diff(np.sort(pos)))
-    step = float(np.median(steps)) if len(steps) else 1.0
     implausible = PITUITARY if ev.plane == "axial" and not o.pituitary_on_axial else ""
-    best: tuple[float, int, str] | None = None
-    for c, idx in gated.items():
-        if c in (NOTUMOR, implausible) or len(idx) < o.min_run:
-            continue
-        hit, run = set(idx), []
-        for i in [*order, -1]:  # -1 closes the last run
-            if i in hit:
-                run.append(i)
-                continue
-            span = float(abs(pos[run[-1]] - pos[run[0]])) + step if run else 0.0
-            if len(run) >= o.min_run and span >= o.veto_span and (best is None or span > best[0]):
-                best = (span, len(run), c)
-            run = []
-    if best is None:
+    label = {i: c for c, idx in gated.items() if c not in (NOTUMOR, implausible) for i in idx}
+    order = sorted(eligible, key=lambda i: pos[i])
+    run = _widest_run(order, label, pos, o.min_run, o.veto_span)
+    if run is None:
         return None
-    span, n, cls = best
     return (
-        f"notumor withheld: {n} adjacent assessed slices over {span:.0f} mm look confidently "
-        f"like {cls} with Grad-CAM in the brain, fewer than the {need} a tumour class needs: "
-        "a lesion there cannot be ruled out"
+        f"notumor withheld: {run.n} adjacent assessed slices over {run.span:.0f} mm look "
+        f"confidently like {run.label} with Grad-CAM in the brain, fewer than the {need} a "
+        "tumour class needs: a lesion there cannot be ruled out"
     )
 
 
@@ -320,37 +344,25 @@ def _excluded_tumour_run(
     probs = np.asarray(ev.probs, dtype=np.float64)
     pos = np.asarray(ev.position, dtype=np.float64)
     inside = None if ev.cam_inside is None else np.asarray(ev.cam_inside, np.float64)
-    order = np.argsort(pos)
-    steps = np.diff(pos[order])
-    step = float(np.median(np.abs(steps))) if len(steps) else 1.0
-    best: tuple[float, int, str, str] | None = None
-    run: list[int] = []
-    for i in [int(j) for j in order] + [-1]:  # -1 closes the last run
-        d = decisions[i] if i >= 0 else None
-        k = int(probs[i].argmax()) if i >= 0 else -1
-        hit = (
-            d is not None
-            and not d.eligible
+    label: dict[int, str] = {}
+    for d in decisions:
+        k = int(probs[d.index].argmax())
+        if (
+            not d.eligible
             and d.reason not in (LITTLE_HEAD, NO_SIGNAL)
             and classes[k] != NOTUMOR
-            and probs[i, k] >= o.veto_confident
-            and (inside is None or inside[i] >= o.min_cam_inside)
-        )
-        if hit and run and int(probs[run[-1]].argmax()) == k:
-            run.append(i)
-            continue
-        if len(run) >= o.veto_min_slices:
-            span = float(abs(pos[run[-1]] - pos[run[0]])) + step
-            if span >= o.veto_span and (best is None or span > best[0]):
-                where = decisions[run[0]].reason
-                best = (span, len(run), classes[int(probs[run[0]].argmax())], where)
-        run = [i] if hit else []
-    if best is None:
+            and probs[d.index, k] >= o.veto_confident
+            and (inside is None or inside[d.index] >= o.min_cam_inside)
+        ):
+            label[d.index] = classes[k]
+    order = [int(j) for j in np.argsort(pos)]
+    run = _widest_run(order, label, pos, o.veto_min_slices, o.veto_span)
+    if run is None:
         return None
-    span, n, cls, where = best
     return (
-        f"notumor withheld: {n} adjacent slices over {span:.0f} mm that brainxai does not "
-        f"assess ({where}) look confidently like {cls}; a tumour there cannot be ruled out"
+        f"notumor withheld: {run.n} adjacent slices over {run.span:.0f} mm that brainxai does "
+        f"not assess ({decisions[run.first].reason}) look confidently like {run.label}; a "
+        "tumour there cannot be ruled out"
     )
 
 

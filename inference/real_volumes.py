@@ -267,6 +267,19 @@ def iter_volume_cases(
         yield cut_case(vols, mask, case, zooms, opts, rng)
 
 
+def _stack_affine(
+    orientation: Sequence[float], spacing: tuple[float, float, float]
+) -> NDArray[np.float64]:
+    """Voxel (column, row, slice) -> patient RAS mm of a DICOM stack (PS3.3 C.7.6.2.1.1:
+    row cosine, column cosine, slice normal in LPS; RAS flips the first two axes)."""
+    row = np.asarray(orientation[:3], dtype=np.float64)
+    col = np.asarray(orientation[3:6], dtype=np.float64)
+    normal = np.cross(row, col)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[0], col * spacing[1], normal * spacing[2]
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
 def stack_to_ras(
     pixels: FloatVolume,
     orientation: Sequence[float],
@@ -280,12 +293,7 @@ def stack_to_ras(
     """
     from nibabel.orientations import apply_orientation, io_orientation
 
-    row = np.asarray(orientation[:3], dtype=np.float64)
-    col = np.asarray(orientation[3:6], dtype=np.float64)
-    normal = np.cross(row, col)
-    lps = np.eye(4)
-    lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[0], col * spacing[1], normal * spacing[2]
-    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    ras = _stack_affine(orientation, spacing)
     vol = np.transpose(pixels, (2, 1, 0))  # (column, row, slice)
     oriented = apply_orientation(vol, io_orientation(ras))  # type: ignore[no-untyped-call]
     return np.ascontiguousarray(oriented, dtype=np.float32)
@@ -297,10 +305,7 @@ def ras_spacing(
     """The voxel size of ``stack_to_ras``'s volume, per RAS axis (``spacing`` as there)."""
     from nibabel.orientations import io_orientation
 
-    row = np.asarray(orientation[:3], dtype=np.float64)
-    col = np.asarray(orientation[3:6], dtype=np.float64)
-    axes = np.stack([row, col, np.cross(row, col)], axis=1) * np.asarray(spacing)
-    ornt = io_orientation(np.vstack([np.hstack([axes, np.zeros((3, 1))]), [0, 0, 0, 1]]))  # type: ignore[no-untyped-call]
+    ornt = io_orientation(_stack_affine(orientation, spacing))  # type: ignore[no-untyped-call]
     out = [0.0, 0.0, 0.0]
     for k in range(3):
         out[int(ornt[k, 0])] = float(spacing[k])

@@ -59,11 +59,12 @@ def slice_evidence(
 
 
 def slice_positions(series: Series) -> NDArray[np.float32]:
-    """Positions along the slice normal in mm when the reader sorted the series by position
-    (the series rule's spans, e.g. "10 mm", are then millimetres); otherwise slice indices
-    (the rule then counts slices). The reader sorts inferior (or right, anterior) first."""
+    """Positions along the slice normal in mm whenever the reader knows them (from
+    ImagePositionPatient, or rebuilt from SliceLocation or InstanceNumber x SliceThickness):
+    the series rule's spans, e.g. "10 mm", are then millimetres. Otherwise slice indices (the
+    rule then counts slices). The reader sorts inferior (or right, anterior) first."""
     pos = series.positions
-    if series.sorted_by != "position" or any(p is None for p in pos):
+    if series.sorted_by == "instance number" or any(p is None for p in pos):
         return np.arange(len(pos), dtype=np.float32)
     mm = np.asarray(pos, dtype=np.float64)
     if len(mm) > 1 and not np.all(np.diff(mm) > 0):
