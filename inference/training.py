@@ -73,6 +73,11 @@ class TrainOptions:
     real_min_per_class: int = 300  # rarer real classes are repeated up to this many
     epoch_fraction: float = 1.0  # share of the training side drawn (at random) per epoch
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed (e.g. features.conv0)
+    # Learning without forgetting: keep the JPEG outputs close to this network's (a bundle
+    # or checkpoint) while learning the real slices; the weight of that term (0 = off).
+    distill_from: Path | None = None
+    distill_weight: float = 1.0
+    distill_temperature: float = 2.0
     progress: bool = True
 
 
@@ -159,6 +164,42 @@ def _weights_of(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds no model weights")
     return {k: v.float() for k, v in state.items()}
+
+
+def teacher_targets(opts: TrainOptions, data: TrainingData) -> NDArray[np.float32] | None:
+    """Soft targets of the ``distill_from`` network on the un-augmented JPEG training images
+    (softmax at ``distill_temperature``); rows of real slices are NaN (not distilled: the
+    teacher is what they are meant to correct)."""
+    if opts.distill_from is None:
+        return None
+    teacher = build_network(len(CLASSES))
+    teacher.load_state_dict(_weights_of(opts.distill_from))
+    n_jpeg = int(data.split_info["n_train"])
+    logits = plain_logits(teacher, data.x_train[:n_jpeg])
+    soft = softmax(logits, opts.distill_temperature).astype(np.float32)
+    out = np.full((len(data.x_train), len(CLASSES)), np.nan, np.float32)
+    out[:n_jpeg] = soft
+    agree = float((logits.argmax(1) == data.y_train[:n_jpeg]).mean()) if n_jpeg else 0.0
+    log.info("teacher %s: %.4f of the JPEG training images right", opts.distill_from, agree)
+    return out
+
+
+def _batch_loss(
+    out: torch.Tensor, yb: torch.Tensor, soft: torch.Tensor | None, opts: TrainOptions
+) -> torch.Tensor:
+    """Cross-entropy, plus the distillation term (KL to the teacher's soft targets, times
+    T squared as in Hinton et al. 2015) on the rows that have targets."""
+    logits = out.float()
+    loss = F.cross_entropy(logits, yb, label_smoothing=opts.label_smoothing)
+    if soft is None or opts.distill_weight <= 0:
+        return loss
+    rows = ~torch.isnan(soft[:, 0])
+    if not bool(rows.any()):
+        return loss
+    t = opts.distill_temperature
+    log_p = F.log_softmax(logits[rows] / t, dim=1)
+    kl = F.kl_div(log_p, soft[rows], reduction="batchmean")
+    return loss + opts.distill_weight * t * t * kl
 
 
 def _checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -292,9 +333,12 @@ def fit_network(
     if opts.resume and ckpt_path.is_file():
         history, start_epoch = _resume(ckpt_path, net, ema, optim, sched)
     aug = training_transforms(opts.image_size)
+    soft = teacher_targets(opts, data)
     stopped = False
     for epoch in range(start_epoch, opts.epochs):
-        row = _train_epoch(net, optim, sched, aug, (x_train, y_train), opts, epoch, ema, deadline)
+        row = _train_epoch(
+            net, optim, sched, aug, (x_train, y_train, soft), opts, epoch, ema, deadline
+        )
         row.update(_val_row(net, x_val, y_val, "", logits_fn))
         if ema is not None:
             row.update(_val_row(ema.module, x_val, y_val, "ema_", logits_fn))
@@ -384,15 +428,15 @@ def _train_epoch(
     optim: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     aug: Any,
-    data: tuple[NDArray[np.float16], NDArray[np.int64]],
+    data: tuple[NDArray[np.float16], NDArray[np.int64], NDArray[np.float32] | None],
     opts: TrainOptions,
     epoch: int,
     ema: AveragedModel | None = None,
     deadline: float = math.inf,
 ) -> dict[str, float]:
     """One epoch; stops at the first batch past DEADLINE (then ``epoch_share`` says how much
-    of the epoch ran)."""
-    x, y = data
+    of the epoch ran). ``data`` is (images, labels, teacher soft targets or None)."""
+    x, y, soft = data
     net.train()
     rng = np.random.default_rng(opts.seed * 1000 + epoch)
     torch.manual_seed(opts.seed * 1000 + epoch)
@@ -410,7 +454,7 @@ def _train_epoch(
         yb = torch.from_numpy(y[idx])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_fast()):
             out = net(xb)
-        loss = F.cross_entropy(out.float(), yb, label_smoothing=opts.label_smoothing)
+        loss = _batch_loss(out, yb, None if soft is None else torch.from_numpy(soft[idx]), opts)
         optim.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optim.step()

@@ -63,6 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--freeze", default="", help="comma-separated parameter-name prefixes to keep fixed"
     )
     p.add_argument(
+        "--distill-from",
+        help="keep the JPEG outputs close to this network's (a bundle or checkpoint: a file, "
+        "s3:// or gs:// URI) while learning the real slices (learning without forgetting)",
+    )
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of that term")
+    p.add_argument("--distill-temperature", type=float, default=2.0)
+    p.add_argument(
         "--export", help="also copy the trained bundle here (a path, s3:// or gs:// URI)"
     )
     p.add_argument("--run-name", default="train")
@@ -79,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         init_from=None if args.init_from is None else local_path(args.init_from),
         real_slices=args.real_slices,
         freeze=tuple(f for f in args.freeze.split(",") if f),
+        distill_from=None if args.distill_from is None else local_path(args.distill_from),
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
     )
     with tracking_run(settings.tracking_uri(), args.run_name) as run_info:
         result = train(opts, MlflowTracker())
