@@ -3,24 +3,30 @@
 bf16 autocast is ~2.5x faster than float32 on CPUs with native bf16 arithmetic
 (AVX512-BF16 or AMX) and ~8x *slower* on CPUs without it (AVX2 only: PyTorch emulates
 the conversions; measured 52 s vs 6 s for one DenseNet169 training batch of 32 at 192 px).
-``BRAINXAI_BF16=1`` or ``0`` overrides the detection.
+The setting ``bf16`` (``BRAINXAI_BF16=1`` or ``0``) overrides the detection
+(``inference.runtime``).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
+
+from inference.runtime import current
 
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
-@functools.cache
 def bf16_fast() -> bool:
-    """True when the CPU computes bfloat16 natively (or BRAINXAI_BF16 says so)."""
-    forced = os.environ.get("BRAINXAI_BF16", "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
+    """True when bf16 autocast is forced on, or (not forced) the CPU computes bfloat16
+    natively."""
+    forced = current().bf16
+    return native_bf16() if forced is None else forced
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """True when /proc/cpuinfo lists a native bfloat16 instruction set."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -10,15 +10,14 @@ One place for each MLflow concern: ``tracking_run`` is the only caller of
 else talks to the store through ``registry_client(uri)``. Aliases are read here only
 (``alias_version``, ``list_versions``); the plugin's model service calls these.
 Bundles referenced as ``s3://``/``gs://`` come through ``inference.storage``; registered
-versions are cached by their ``bundle_sha256`` tag; ``BRAINXAI_MLFLOW_ARTIFACT_LOCATION``
-puts a new experiment's artifacts in a bucket.
+versions are cached by their ``bundle_sha256`` tag; the setting ``mlflow_artifact_location``
+(``inference.runtime``) puts a new experiment's artifacts in a bucket.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -33,6 +32,7 @@ from numpy.typing import NDArray
 
 from inference.bundle import BUNDLED_MODEL, load_bundle
 from inference.classification_metrics import confusion_matrix, roc_curve
+from inference.runtime import current
 from inference.storage import cached_content, fetch, is_remote, keep_content, storage_errors
 from vocabulary.errors import ModelError
 from vocabulary.identity import MODEL_NAME
@@ -89,9 +89,6 @@ class MlflowTracker:
         _mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
-ARTIFACTS_ENV = "BRAINXAI_MLFLOW_ARTIFACT_LOCATION"
-
-
 @contextmanager
 def tracking_run(tracking_uri: str, run_name: str, experiment: str = EXPERIMENT) -> Iterator[Any]:
     mlflow = _mlflow()
@@ -119,9 +116,9 @@ def log_torch_model(net: Any, registered_name: str) -> str:
 
 
 def _create_experiment(mlflow: Any, experiment: str = EXPERIMENT) -> None:
-    """Create the experiment with its artifacts at $BRAINXAI_MLFLOW_ARTIFACT_LOCATION (e.g.
-    ``s3://bucket/mlflow``) when set; an existing experiment keeps the location it has."""
-    location = os.environ.get(ARTIFACTS_ENV, "").strip()
+    """Create the experiment with its artifacts at the setting ``mlflow_artifact_location``
+    (e.g. ``s3://bucket/mlflow``) when set; an existing experiment keeps the location it has."""
+    location = (current().mlflow_artifact_location or "").strip()
     if not location:
         return
     existing = mlflow.get_experiment_by_name(experiment)
@@ -129,7 +126,8 @@ def _create_experiment(mlflow: Any, experiment: str = EXPERIMENT) -> None:
         mlflow.create_experiment(experiment, artifact_location=location)
     elif existing.artifact_location.rstrip("/") != location.rstrip("/"):
         log.warning("experiment %s keeps its artifact location %s (%s=%s applies to a new one)",
-                    experiment, existing.artifact_location, ARTIFACTS_ENV, location)  # fmt: skip
+                    experiment, existing.artifact_location, "mlflow_artifact_location",
+                    location)  # fmt: skip
 
 
 class BundlePyfunc:

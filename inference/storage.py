@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from inference.runtime import current
 from vocabulary.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 # URI scheme -> fsspec protocol (and the package that implements it)
 PROTOCOLS: dict[str, tuple[str, str]] = {"s3": ("s3", "s3fs"), "gs": ("gcs", "gcsfs")}
-CACHE_ENV = "BRAINXAI_MODEL_CACHE_DIR"
 ENDPOINT_ENV = "MLFLOW_S3_ENDPOINT_URL"
 
 
@@ -112,10 +112,11 @@ def open_filesystem(obj: ObjectUri) -> Any:
 
 
 def default_cache_dir() -> Path:
-    """``$BRAINXAI_MODEL_CACHE_DIR``, else ``$XDG_CACHE_HOME/brainxai/models``."""
-    configured = os.environ.get(CACHE_ENV, "").strip()
-    if configured:
-        return Path(configured)
+    """The setting ``model_cache_dir`` (``inference.runtime``), else
+    ``$XDG_CACHE_HOME/brainxai/models``."""
+    configured = current().model_cache_dir
+    if configured is not None:
+        return configured
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
     return (Path(xdg) if xdg else Path.home() / ".cache") / "brainxai" / "models"
 

@@ -14,7 +14,6 @@ the prediction comes first and the maps explain its class (or the fixed one).
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
@@ -33,6 +32,7 @@ from explain.rendering import add_text, display_window, overlay
 from explain.sae_features import sae_from_file
 from inference.bundle import BUNDLED_MODEL, Classifier, Prediction
 from inference.preprocessing import Preprocessed, View, preprocess, to_grey
+from inference.runtime import current
 from vocabulary.errors import ModelError
 
 METHOD_LABELS = {
@@ -50,14 +50,12 @@ METHOD_LABELS = {
     "occlusion": "Occlusion",
     "sae": "SAE features",
 }
-SAE_ENV = "BRAINXAI_SAE"
 
 
 def sae_path_for(model_name: str, version: str) -> Path:
-    """The SAE file of a model version: $BRAINXAI_SAE when set, else
+    """The SAE file of a model version: the setting ``sae`` (BRAINXAI_SAE) when set, else
     ``models/<name>-<version>.sae.pt`` beside the bundled model (``brainxai sae-train``)."""
-    override = os.environ.get(SAE_ENV, "").strip()
-    return Path(override) if override else BUNDLED_MODEL.parent / f"{model_name}-{version}.sae.pt"
+    return current().sae_file or BUNDLED_MODEL.parent / f"{model_name}-{version}.sae.pt"
 
 
 def with_sae(clf: Classifier, methods: Sequence[str], options: ExplainOptions) -> ExplainOptions:

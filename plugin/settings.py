@@ -1,6 +1,9 @@
 """The one settings object (environment prefix BRAINXAI_, optional YAML/JSON file).
 
-Create it where needed with ``load_settings()``; never at import time.
+Create it where needed with ``load_settings()``; never at import time. Loading also hands
+the layers below ``plugin/`` (which read no environment) their process-wide knobs
+(``inference.runtime``): bf16 autocast, the model download cache, the MLflow artifact
+location, the SAE file.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dicom_io.palettes import PALETTES
 from explain.options import DEFAULT_METHODS, parse_methods
+from inference.runtime import Runtime, configure
 from vocabulary.errors import InputError
 
 MAX_QUALITY_SLICES = 8
@@ -30,6 +34,26 @@ class Settings(BaseSettings):
     )
     mlflow_tracking_uri: str | None = Field(
         None, description="Default: sqlite:///<data_dir>/mlflow.db (MLFLOW_TRACKING_URI wins)"
+    )
+    mlflow_artifact_location: str | None = Field(
+        None,
+        description="Where a new `brainxai` MLflow experiment keeps its artifacts, e.g. "
+        "s3://bucket/mlflow; None: MLflow's default",
+    )
+    model_cache_dir: Path | None = Field(
+        None,
+        description="Downloaded bundles (object storage, registry); None: "
+        "$XDG_CACHE_HOME/brainxai/models (~/.cache/brainxai/models)",
+    )
+    bf16: bool | None = Field(
+        None,
+        description="Force bfloat16 autocast on (true) or off (false); None: on only when "
+        "the CPU has native bf16 (emulated bf16 is about 8x slower)",
+    )
+    sae: Path | None = Field(
+        None,
+        description="SAE file the `sae` explanation method uses; None: "
+        "models/<name>-<weights version>.sae.pt beside the bundled model",
     )
 
     # DICOM node
@@ -150,6 +174,15 @@ class Settings(BaseSettings):
     allow_no_auth: bool = Field(False, description="Local development only: no bearer token")
     max_upload_bytes: int = 64 * 1024 * 1024
 
+    def runtime(self) -> Runtime:
+        """The process-wide knobs of the layers below plugin/ (inference.runtime)."""
+        return Runtime(
+            bf16=self.bf16,
+            model_cache_dir=self.model_cache_dir,
+            mlflow_artifact_location=self.mlflow_artifact_location,
+            sae_file=self.sae,
+        )
+
     def tracking_uri(self) -> str:
         env = os.environ.get("MLFLOW_TRACKING_URI")
         if env:
@@ -168,4 +201,6 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         loaded = json.loads(text) if str(file).endswith(".json") else yaml.safe_load(text)
         values.update(loaded or {})
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+    settings = Settings(**values)
+    configure(settings.runtime())
+    return settings

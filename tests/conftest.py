@@ -10,10 +10,12 @@ no services, no model training, no shared data.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from inference.runtime import Runtime, configure
 from tests.shared_data import REPO, SHARED_DATA, shared
 
 __all__ = ["BUNDLED_MODEL", "REPO", "SHARED_DATA", "shared"]
@@ -29,6 +31,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if any(d in item.path.parents for d in INTEGRATION_DIRS):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _default_runtime() -> Iterator[None]:
+    """Each test starts and ends with the default process-wide knobs (inference.runtime):
+    a test whose settings set them does not leak them into the next."""
+    configure(Runtime())
+    yield
+    configure(Runtime())
 
 
 @pytest.fixture

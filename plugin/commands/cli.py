@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
+from pydantic import ValidationError
+
 from dicom_io.pydicom_settings import configure_pydicom
+from plugin.settings import load_settings
 from vocabulary.errors import BrainxaiError
 from vocabulary.identity import MODEL_NAME
 
@@ -138,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(args.verbose)
     configure_pydicom()
+    try:
+        load_settings()  # the process-wide knobs of the layers below (inference.runtime)
+    except ValidationError as exc:
+        print(f"brainxai: error: invalid settings: {exc}", file=sys.stderr)
+        return 1
     try:
         return int(args._run(args))
     except BrainxaiError as exc:

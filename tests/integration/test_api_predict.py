@@ -22,6 +22,7 @@ from PIL import Image
 from inference.preprocessing import preprocess
 from plugin.api.predict import DEFAULT_METHODS
 from plugin.api.schemas import DISCLAIMER
+from plugin.settings import load_settings
 from vocabulary.explanation_checks import failed_checks
 from vocabulary.identity import CLASSES
 
@@ -223,6 +224,7 @@ def test_sae_method_uses_the_models_sae_and_says_when_there_is_none(
     assert raw.size == (classifier().image_size,) * 2
     assert 0.0 <= ex["quality"]["brain_mass"] <= 1.0
     monkeypatch.setenv("BRAINXAI_SAE", str(tmp_path / "none.sae.pt"))
+    load_settings()  # settings are read at start-up: as a restarted service would
     r = client.post("/v1/predict?methods=sae", files={"file": ("a", data)}, headers=AUTH)
     assert r.status_code == 503, r.text
     assert "brainxai sae-train" in r.text

@@ -19,6 +19,7 @@ from inference.storage import (
     local_path,
     parse_uri,
 )
+from plugin.settings import load_settings
 from vocabulary.errors import ModelError
 
 
@@ -73,9 +74,11 @@ def test_the_s3_endpoint_comes_from_mlflows_variable(monkeypatch: pytest.MonkeyP
 
 def test_cache_dir_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BRAINXAI_MODEL_CACHE_DIR", str(tmp_path / "c"))
+    load_settings()  # hands the setting to inference.runtime
     assert default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("BRAINXAI_MODEL_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    load_settings()
     assert default_cache_dir() == tmp_path / "xdg" / "brainxai" / "models"
 
 
