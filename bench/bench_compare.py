@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from inference.architectures import ARCHITECTURES, build, parameter_count
 from inference.augment import training_transforms
 from inference.precision import bf16_fast
+from plugin.settings import load_settings
 
 
 def seconds_per_batch(name: str, size: int, batch: int, batches: int) -> float:
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
+    load_settings()  # BRAINXAI_BF16 forces bf16 on or off (inference.runtime)
     print(f"threads {torch.get_num_threads()}, bf16 {bf16_fast()}, "
           f"load average before {os.getloadavg()}", flush=True)  # fmt: skip
     for name in args.architectures.split(","):
