@@ -58,7 +58,13 @@ from dicom_io.context import (
     source_series_number,
 )
 from dicom_io.palettes import PALETTES
-from dicom_io.sanitise import element_problem, record, sanitise_source, values_of
+from dicom_io.sanitise import (
+    SanitisedSource,
+    element_problem,
+    record,
+    sanitise_source,
+    values_of,
+)
 from dicom_io.series import Series
 from dicom_io.uids import instance_uid, series_uid
 from vocabulary.errors import InputError
@@ -129,6 +135,19 @@ def build_parametric_map(
             derived_pixel_contrast="QUANTITY",
             specific_character_set=src.specific_character_set,
         )
+    _describe(pm, src, ctx, o, window)
+    log.info("built parametric map (%s) for series %s", kind, series.series_instance_uid)
+    return pm
+
+
+def _describe(
+    pm: Dataset,
+    src: SanitisedSource,
+    ctx: ResultContext,
+    o: MapOptions,
+    window: tuple[float, float],
+) -> None:
+    """Modality, palette, series description and the research-use marking of a built map."""
     pm.Modality = src.text("Modality") or pm.Modality
     if o.palette is not None:
         add_palette(pm, o.palette, window)
@@ -142,8 +161,6 @@ def build_parametric_map(
         "slices, 0 (none) to 1 (highest). Research use only, not for diagnosis.",
     )
     finish_object(pm, src.dataset)
-    log.info("built parametric map (%s) for series %s", kind, series.series_instance_uid)
-    return pm
 
 
 def add_palette(pm: Dataset, name: str, window: tuple[float, float]) -> None:

@@ -314,12 +314,7 @@ def fit_network(
     deadline = time.monotonic() + budget_seconds if budget_seconds > 0 else math.inf
     x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-    full_steps = max(1, len(x_train) // opts.batch_size)
-    steps_per_epoch = max(1, int(full_steps * min(1.0, opts.epoch_fraction)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        optim, max_lr=opts.lr, total_steps=opts.epochs * steps_per_epoch, pct_start=0.2
-    )
+    optim, sched = _optimiser(net, opts, len(x_train))
     if opts.init_from is not None:
         net.load_state_dict(_weights_of(opts.init_from))
     for name, param in net.named_parameters():
@@ -346,23 +341,29 @@ def fit_network(
         log.info("epoch %d: %s", epoch + 1, row)
         if tracker is not None:
             tracker.log_metrics(row, step=epoch + 1)
-        _checkpoint(
-            ckpt_path,
-            {
-                "model": net.state_dict(),
-                "optim": optim.state_dict(),
-                "sched": sched.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "history": history,
-                "epoch": epoch,
-            },
-        )
+        state = {"model": net.state_dict(), "optim": optim.state_dict(),
+                 "sched": sched.state_dict(), "ema": ema.state_dict() if ema else None,
+                 "history": history, "epoch": epoch}  # fmt: skip
+        _checkpoint(ckpt_path, state)
         if "epoch_share" in row:
             log.info("budget of %.0f s spent in epoch %d", budget_seconds, epoch + 1)
             stopped = True
             break
     final = _pick_final(net, ema, history).eval()
     return FittedNetwork(final, history, stopped)
+
+
+def _optimiser(
+    net: nn.Module, opts: TrainOptions, n_train: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a one-cycle schedule (20 % warm-up) over the planned epochs."""
+    optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    full_steps = max(1, n_train // opts.batch_size)
+    steps_per_epoch = max(1, int(full_steps * min(1.0, opts.epoch_fraction)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        optim, max_lr=opts.lr, total_steps=opts.epochs * steps_per_epoch, pct_start=0.2
+    )
+    return optim, sched
 
 
 def _resume(

@@ -106,57 +106,34 @@ class Worst:
         del self.cases[self.keep :]
 
 
+@dataclass
+class Collected:
+    """What the pass over the images gathers, per method where it differs."""
+
+    rows: dict[str, list[MetricRow]]
+    seconds: dict[str, float]
+    worst: dict[str, Worst]
+    labels: list[int] = field(default_factory=list)
+    preds: list[int] = field(default_factory=list)
+    probe: list[tuple[NDArray[np.float32], int]] = field(default_factory=list)
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.time()
     methods = parse_methods(args.methods)
     clf = load_classifier(args.model)
     items = select_items(args.data, clf, args.split, args.limit, args.seed)
-    classes = clf.meta.classes
     qopts = QualityOptions(steps=args.steps, temperature=clf.meta.temperature, seed=args.seed)
     eopts = ExplainOptions(sharpen_weight=args.sharpen_weight)
-    rows: dict[str, list[MetricRow]] = {m: [] for m in methods}
-    seconds = dict.fromkeys(methods, 0.0)
-    worst = {m: Worst(args.worst) for m in methods}
-    labels, preds = [], []
-    probe: list[tuple[NDArray[np.float32], int]] = []
-    n_probe = min(max(0, args.randomisation_images), len(items))
-    probe_at = set(np.random.default_rng(args.seed).permutation(len(items))[:n_probe].tolist())
-    bs = max(1, args.batch_size)
-    bar = progress_bar(len(items), "image", "explain-eval", args.quiet)
-    for start in range(0, len(items), bs):
-        batch = items[start : start + bs]
-        pres = prepare(clf, [load_image(it.path) for it in batch])
-        images = stack(pres)
-        masks = np.stack([p.head_mask for p in pres])
-        prediction, maps = _explain_timed(clf, images, methods, seconds, eopts)
-        pred = prediction.probs.argmax(axis=1)
-        quality = measure_quality(clf, images, maps, masks, qopts)
-        for i, it in enumerate(batch):
-            labels.append(it.label)
-            preds.append(int(pred[i]))
-            for m in methods:
-                q = quality[m][i]
-                rows[m].append(MetricRow(it.label, int(pred[i]), q))
-                worst[m].offer(
-                    q.brain_mass,
-                    it.path.name,
-                    it.label,
-                    int(pred[i]),
-                    images[i],
-                    maps[m].normalised[i],
-                )
-        probe += [(images[i], int(pred[i])) for i in range(len(batch)) if start + i in probe_at]
-        bar.update(len(batch))
-        log.debug("explained %d/%d images", min(start + bs, len(items)), len(items))
-    bar.close()
-    corr = _randomisation(clf, methods, probe, eopts)
+    got = _collect(args, clf, items, methods, (qopts, eopts))
+    corr = _randomisation(clf, methods, got.probe, eopts)
     report = {
         "model": {"name": clf.meta.name, "version": clf.version},
         "research_use_only": True,
         "data": str(args.data),
         "split": args.split,
         "n_images": len(items),
-        "accuracy": float(np.mean(np.array(labels) == np.array(preds))),
+        "accuracy": float(np.mean(np.array(got.labels) == np.array(got.preds))),
         "options": {
             "steps": args.steps,
             "limit_per_class": args.limit,
@@ -168,9 +145,9 @@ def run(args: argparse.Namespace) -> int:
         },
         "methods": {
             m: {
-                **summarise_method(rows[m], classes, corr[m]),
-                "seconds_per_image": round(seconds[m] / len(items), 4),
-                "worst": _save_worst(worst[m], m, classes, args.out),
+                **summarise_method(got.rows[m], clf.meta.classes, corr[m]),
+                "seconds_per_image": round(got.seconds[m] / len(items), 4),
+                "worst": _save_worst(got.worst[m], m, clf.meta.classes, args.out),
             }
             for m in methods
         },
@@ -178,7 +155,51 @@ def run(args: argparse.Namespace) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    for m, s in report["methods"].items():
+    _print_summary(report["methods"])
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _collect(
+    args: argparse.Namespace,
+    clf: Classifier,
+    items: list[Any],
+    methods: tuple[str, ...],
+    options: tuple[QualityOptions, ExplainOptions],
+) -> Collected:
+    """Explain and score every item in batches; keep the randomisation probe images."""
+    qopts, eopts = options
+    got = Collected({m: [] for m in methods}, dict.fromkeys(methods, 0.0),
+                    {m: Worst(args.worst) for m in methods})  # fmt: skip
+    n_probe = min(max(0, args.randomisation_images), len(items))
+    probe_at = set(np.random.default_rng(args.seed).permutation(len(items))[:n_probe].tolist())
+    bs = max(1, args.batch_size)
+    bar = progress_bar(len(items), "image", "explain-eval", args.quiet)
+    for start in range(0, len(items), bs):
+        batch = items[start : start + bs]
+        pres = prepare(clf, [load_image(it.path) for it in batch])
+        images = stack(pres)
+        masks = np.stack([p.head_mask for p in pres])
+        prediction, maps = _explain_timed(clf, images, methods, got.seconds, eopts)
+        pred = prediction.probs.argmax(axis=1)
+        quality = measure_quality(clf, images, maps, masks, qopts)
+        for i, it in enumerate(batch):
+            got.labels.append(it.label)
+            got.preds.append(int(pred[i]))
+            for m in methods:
+                q = quality[m][i]
+                got.rows[m].append(MetricRow(it.label, int(pred[i]), q))
+                got.worst[m].offer(q.brain_mass, it.path.name, it.label, int(pred[i]),
+                                   images[i], maps[m].normalised[i])  # fmt: skip
+        got.probe += [(images[i], int(pred[i])) for i in range(len(batch)) if start + i in probe_at]
+        bar.update(len(batch))
+        log.debug("explained %d/%d images", min(start + bs, len(items)), len(items))
+    bar.close()
+    return got
+
+
+def _print_summary(methods: dict[str, dict[str, Any]]) -> None:
+    for m, s in methods.items():
         print(
             f"{m}: brain_mass {s['brain_mass_mean']:.3f} (chance {s['head_fraction_mean']:.3f}) "
             f"below0.5 {s['share_brain_mass_below_0_5']:.2f} deletion {s['deletion_auc_mean']:.3f}"
@@ -188,8 +209,6 @@ def run(args: argparse.Namespace) -> int:
             f"(random {s['road_deletion_auc_random_mean']:.3f}) "
             f"randomisation rank corr {s['randomisation_rank_corr']}"
         )
-    print(f"wrote {args.out}")
-    return 0
 
 
 def _explain_timed(
