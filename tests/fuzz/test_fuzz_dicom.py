@@ -4,7 +4,7 @@ The shared PGBM-001 slices and the nine transfer-syntax samples are mutated (eve
 patient/study/series/image attribute: random strings, wrong lengths, empty, non-ASCII,
 deleted, wrong VRs, values such as PatientSex ``0000`` or PatientBirthDate ``***``; pixel
 data truncated or overwritten; sequences damaged; file meta and bytes corrupted; see
-dicom_fuzzing.py) and fed to:
+the dicom_fuzzing package) and fed to:
 
 (a) the reader (``read_bytes``; ``read_paths`` for whole series),
 (b) series selection,
@@ -22,7 +22,7 @@ it. bench/bench_fuzz.py runs the same targets for 10,000+ cases and lists every 
 Every failure class the fuzzer found is fixed (the reader's wrong-length binary values
 and false deflate, the writers' attribute lists, a sequence for a value, the SCP's
 C-STORE without Affected SOP Instance UID); each keeps a narrowly scoped regression test
-(``known_failure``) with its minimal reproducer as an explicit example.
+(``regression``) with its minimal reproducer as an explicit example.
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ def budget(n: int, shrink: bool = True) -> settings:
     )
 
 
-# Known failures: explicit examples first, stop at the first failure, no shrinking (the
-# explicit examples are already minimal); n=0 runs the explicit examples only.
-def known_failure(n: int = 5) -> settings:
+# Regression tests of the fixed failure classes: explicit examples (the minimal reproducers)
+# first, stop at the first failure, no shrinking; n=0 runs the explicit examples only.
+def regression(n: int = 5) -> settings:
     phases = [Phase.explicit, Phase.generate] if n else [Phase.explicit]
     return settings(budget(max(n, 1), shrink=False), phases=phases, report_multiple_bugs=False)
 
@@ -129,7 +129,7 @@ def test_reader_refuses_or_reads_mutated_mr_slices(case: fz.Case, rules: Any) ->
     fz.run_reader(case, rules)
 
 
-@known_failure()
+@regression()
 @given(
     case=fz.cases(PGBM, fz.set_values(fz.PIXEL_MODULE[:6] + WRONG_VR_TEXT)).filter(
         fz.wrong_length_binary
@@ -141,7 +141,7 @@ def test_reader_refuses_binary_values_of_a_wrong_length(case: fz.Case, rules: An
     fz.run_reader(case, rules)
 
 
-@known_failure(2)
+@regression(2)
 @given(seed=st.sampled_from(TS + PGBM))
 @example(seed="transfer-syntaxes/9.dcm")
 def test_reader_refuses_a_false_deflated_transfer_syntax(seed: str, rules: Any) -> None:
@@ -168,7 +168,7 @@ WRITER_VALUES = fz.mutations(fz.WRITER_ATTRIBUTES, structural=False, deletions=F
 @budget(6, shrink=False)
 @given(
     case=fz.series_cases(WRITER_VALUES).filter(
-        lambda c: not (fz.reader_known_bug(c) or fz.sequence_for_a_value(c))
+        lambda c: not (fz.in_reader_bug_class(c) or fz.sequence_for_a_value(c))
     )
 )
 @example(case=every_slice(fz.SetValue("PatientName", "M\u00fcller^J\u00fcrgen".encode())))
@@ -177,7 +177,7 @@ def test_writers_cope_with_mutated_header_values(case: fz.SeriesCase, rules: Any
     fz.run_writers(case, rules)
 
 
-@known_failure()
+@regression()
 @given(case=fz.series_cases(fz.mutations(fz.WRITER_PATIENT_STUDY, structural=False)))
 @example(case=every_slice(fz.SetValue("PatientAge", b"\xb9")))
 @example(case=every_slice(fz.SetValue("PatientBirthDate", b"***")))
@@ -190,7 +190,7 @@ def test_writers_cope_with_invalid_patient_and_study_values(
     fz.run_writers(case, rules)
 
 
-@known_failure()
+@regression()
 @given(case=fz.series_cases(fz.mutations(fz.WRITER_GEOMETRY, structural=False)))
 @example(case=every_slice(fz.SetValue("SliceThickness", b"abc")))
 @example(case=every_slice(fz.SetValue("SpacingBetweenSlices", b"abc")))
@@ -199,7 +199,7 @@ def test_writers_cope_with_invalid_source_geometry(case: fz.SeriesCase, rules: A
     fz.run_writers(case, rules)
 
 
-@known_failure()
+@regression()
 @given(
     case=fz.series_cases(
         st.builds(
@@ -214,7 +214,7 @@ def test_writers_cope_with_damaged_source_sequences(case: fz.SeriesCase, rules: 
     fz.run_writers(case, rules)
 
 
-@known_failure()
+@regression()
 @given(
     case=fz.series_cases(
         st.builds(fz.SetSequence, st.sampled_from(("PatientName",)), fz.seq_specs(0))
@@ -250,7 +250,7 @@ def test_scp_answers_every_mutated_instance_and_stays_up(case: fz.Case, scp: fz.
 
 # Fuzz finding, fixed: pynetdicom dropped a C-STORE without Affected SOP Instance UID
 # (empty MediaStorageSOPInstanceUID) without an answer, the sender waited for its timeout.
-@known_failure(0)
+@regression(0)
 @given(
     case=fz.cases(
         PGBM + TS,
