@@ -23,6 +23,23 @@ convert() {  # name nifti plane description expected split [brainmask] [contrast
   fi
   echo "$name,$expected,$split" >> "$labels"
 }
+study() {  # name expected split brainmask, then per series: nifti description contrast
+  # Several sequences of one patient as one multi-series study (one StudyInstanceUID), the
+  # way a clinical study arrives: every series is analysed and the study rule combines them.
+  local name=$1 expected=$2 split=$3 mask=$4 uid n=0
+  shift 4
+  uid=2.25.$((16#$(printf %s "$name" | md5sum | cut -c1-15)))
+  while [ $# -ge 3 ]; do
+    n=$((n + 1))
+    if [ ! -d "$OUT/$name/s$n" ]; then
+      $BX volume-to-dicom "$1" --out "$OUT/$name/s$n" --plane axial --stride 3 \
+        --description "$2" ${3:+--contrast "$3"} ${mask:+--brainmask "$mask"} \
+        --study-uid "$uid" --series-number "$n" >/dev/null
+    fi
+    shift 3
+  done
+  echo "$name,$expected,$split" >> "$labels"
+}
 link() {  # name folder expected split
   [ -e "$OUT/$1" ] || ln -s "$(cd "$2" && pwd)" "$OUT/$1"
   echo "$1,$3,$4" >> "$labels"
@@ -40,6 +57,12 @@ for plane in axial sagittal coronal; do
   convert "brats-gli-00001-000-t1c-$plane" "$G1/t1c.nii.gz" $plane "T1 post-contrast" glioma dev "" GADOLINIUM
 done
 convert brats-gli-00001-000-t1n-axial "$G1/t1n.nii.gz" axial "T1" glioma dev
+# Multi-series studies (all of a patient's sequences, axial): T2 and FLAIR series beside the
+# T1 ones must not turn the study into another class.
+study brats-gli-00001-000-study glioma dev "" "$G1/t1n.nii.gz" "T1" "" \
+  "$G1/t1c.nii.gz" "T1 post-contrast" GADOLINIUM "$G1/t2w.nii.gz" "T2" "" "$G1/t2f.nii.gz" "FLAIR" ""
+study brats-2013-pat0006-study glioma dev "$P6/brainmask.nii.gz" "$P6/t1c.nii.gz" "T1 post-contrast" GADOLINIUM \
+  "$P6/flair.nii.gz" "FLAIR" ""
 convert flair-chronic-lesion-axial "$V/other/flair-chronic-lesion.nii.gz" axial "FLAIR" other dev
 convert flair-chronic-lesion-as-t1-axial "$V/other/flair-chronic-lesion.nii.gz" axial "T1 (really FLAIR)" other dev
 # Reformats of a 3D DICOM series (volume-to-dicom reads the folder): other planes than stored.

@@ -28,6 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--brainmask", type=Path, help="tissue mask (background set dark)")
     p.add_argument("--contrast", default="", help="ContrastBolusAgent, e.g. GADOLINIUM")
     p.add_argument("--stride", type=int, default=1, help="keep every n-th slice")
+    p.add_argument(
+        "--study-uid",
+        default="",
+        help="StudyInstanceUID (default: a new one); the same UID "
+        "for several volumes builds a multi-series study, e.g. T1, T1 post, T2, FLAIR",
+    )
+    p.add_argument("--series-number", type=int, default=1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         plane=args.plane,
         series_description=args.description,
         contrast_agent=args.contrast,
+        study_uid=args.study_uid,
+        series_number=args.series_number,
     )
     paths = export_volume(
         slices, (step[0], step[1], step[2]), (shape[0], shape[1], shape[2]), args.out, opts

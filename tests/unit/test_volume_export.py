@@ -78,3 +78,24 @@ def test_repeated_positions_without_slice_location_use_instance_number(tmp_path:
     assert s.sorted_by.startswith("InstanceNumber")
     numbers = [x.instance_number for x in s.slices]
     assert numbers == sorted(numbers)
+
+
+def test_volumes_written_with_one_study_uid_form_one_multi_series_study(tmp_path: Path) -> None:
+    """volume-to-dicom --study-uid/--series-number: a patient's sequences as one study."""
+    import nibabel as nib
+
+    from plugin.commands.cli import main
+
+    nifti = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(_volume(), np.eye(4)), nifti)
+    uid = "2.25.123456789"
+    for n, desc in ((1, "T1"), (2, "FLAIR")):
+        args = ["volume-to-dicom", str(nifti), "--out", str(tmp_path / "study" / f"s{n}")]
+        args += ["--description", desc, "--study-uid", uid, "--series-number", str(n)]
+        assert main(args) == 0
+    series = read_paths([tmp_path / "study"]).series
+    assert len(series) == 2
+    assert {s.study_instance_uid for s in series} == {uid}
+    headers = [pydicom.dcmread(next((tmp_path / "study" / f"s{n}").glob("*.dcm"))) for n in (1, 2)]
+    assert [(h.SeriesNumber, h.SeriesDescription) for h in headers] == [(1, "T1"), (2, "FLAIR")]
+    assert headers[0].SeriesInstanceUID != headers[1].SeriesInstanceUID
