@@ -38,8 +38,9 @@ from dicom_io.series_selection import select_series
 from dicom_io.structured_report import ResultObject, SkippedSeries, build_report
 from explain.rendering import add_text
 from plugin.analysis import result_text
+from tests.decision_support import middle_third_decision
 from tests.shared_data import DICOM
-from vocabulary.decisions import SeriesDecision, SliceDecision
+from vocabulary.decisions import SeriesDecision
 from vocabulary.errors import InputError
 
 DATA = DICOM
@@ -69,16 +70,7 @@ def heatmaps_for(series: Series) -> np.ndarray:
 
 
 def decision_for(series: Series, label: str) -> SeriesDecision:
-    n = len(series)
-    eligible = set(range(n // 3, 2 * n // 3))
-    slices = tuple(
-        SliceDecision(i, i in eligible, "eligible" if i in eligible else "skull base", label, 0.9)
-        for i in range(n)
-    )
-    probs = {"glioma": 0.85, "meningioma": 0.05, "notumor": 0.05, "pituitary": 0.05}
-    if label == "indeterminate":
-        probs = dict.fromkeys(probs, math.nan)
-    return SeriesDecision(label, f"test decision {label}", probs, slices, {})
+    return middle_third_decision(len(series), label)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pydicom
 
+from tests.decision_support import middle_third_decision
 from tests.shared_data import DICOM
 
 from .encoding import encode_case, pgbm_seeds
@@ -111,17 +111,7 @@ def run_selection(case: SeriesCase, rules: Any) -> str:
 
 def fake_decision(n: int, label: str = "glioma") -> Any:
     """A series decision with the middle third eligible, as tests/integration builds them."""
-    from vocabulary.decisions import SeriesDecision, SliceDecision
-
-    eligible = set(range(n // 3, max(2 * n // 3, n // 3 + 1)))
-    slices = tuple(
-        SliceDecision(i, i in eligible, "eligible" if i in eligible else "skull base", label, 0.9)
-        for i in range(n)
-    )
-    probs = {"glioma": 0.85, "meningioma": 0.05, "notumor": 0.05, "pituitary": 0.05}
-    if label == "indeterminate":
-        probs = dict.fromkeys(probs, math.nan)
-    return SeriesDecision(label, f"fuzz decision {label}", probs, slices, {})
+    return middle_third_decision(n, label, "fuzz")
 
 
 def write_results(series_list: Sequence[Any], out_dir: Path) -> int:
