@@ -197,8 +197,13 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {}
     file = path or os.environ.get("BRAINXAI_CONFIG")
     if file:
-        text = Path(file).read_text()
-        loaded = json.loads(text) if str(file).endswith(".json") else yaml.safe_load(text)
+        try:
+            text = Path(file).read_text()
+            loaded = json.loads(text) if str(file).endswith(".json") else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise InputError(f"settings file {file}: {exc}") from exc
+        if not isinstance(loaded, dict | None):
+            raise InputError(f"settings file {file}: not a mapping of settings")
         values.update(loaded or {})
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)

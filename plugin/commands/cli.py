@@ -143,11 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_pydicom()
     try:
         load_settings()  # the process-wide knobs of the layers below (inference.runtime)
+        return int(args._run(args))
     except ValidationError as exc:
         print(f"brainxai: error: invalid settings: {exc}", file=sys.stderr)
         return 1
-    try:
-        return int(args._run(args))
     except BrainxaiError as exc:
         print(f"brainxai: error: {exc}", file=sys.stderr)
         return 1

@@ -68,3 +68,21 @@ def test_no_layer_below_plugin_reads_brainxai_variables() -> None:
         if readers.search(line)
     ]
     assert found == []
+
+
+def test_the_cli_reports_bad_settings_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from plugin.commands.cli import main
+
+    monkeypatch.setenv("BRAINXAI_CONFIG", str(tmp_path / "missing.yaml"))
+    assert main(["models"]) == 1
+    assert "settings file" in capsys.readouterr().err
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    monkeypatch.setenv("BRAINXAI_CONFIG", str(tmp_path / "list.yaml"))
+    assert main(["models"]) == 1
+    assert "not a mapping" in capsys.readouterr().err
+    monkeypatch.delenv("BRAINXAI_CONFIG")
+    monkeypatch.setenv("BRAINXAI_BF16", "sometimes")
+    assert main(["models"]) == 1
+    assert "invalid settings" in capsys.readouterr().err
