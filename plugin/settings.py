@@ -160,6 +160,12 @@ class Settings(BaseSettings):
         except InputError as exc:
             raise ValueError(f"methods must be known explanation methods: {exc}") from exc
 
+    @field_validator("bf16", "model_cache_dir", "mlflow_artifact_location", "sae", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty variable (BRAINXAI_BF16=) means "not set", as these always have."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("map_palette")
     @classmethod
     def _known_palette(cls, value: str | None) -> str | None:

@@ -24,6 +24,9 @@ def test_bf16_is_forced_by_the_setting_and_detected_without_it(
     monkeypatch.setenv("BRAINXAI_BF16", "0")
     load_settings()
     assert bf16_fast() is False
+    monkeypatch.setenv("BRAINXAI_BF16", "")  # empty: not set
+    load_settings()
+    assert bf16_fast() == native_bf16()
     monkeypatch.delenv("BRAINXAI_BF16")
     load_settings()
     assert bf16_fast() == native_bf16()
