@@ -4,6 +4,10 @@ The outcomes that matter to a radiologist, in order of harm: a tumour class on a
 study, a wrong tumour class, a missed tumour (``notumor`` on a tumour study), then an
 honest ``indeterminate``. ``expected`` may also be ``other`` (a non-tumour lesion): any
 tumour class there is wrong, ``notumor`` or ``indeterminate`` are acceptable.
+
+Several studies may come from one patient (planes, reformats, a multi-series study): the
+totals also count tumour patients and those whose every tumour study got its class, the
+figure that does not grow by adding a patient's series again.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class StudyOutcome:
     result: str  # a class, "indeterminate" or "error"
     reason: str
     split: str = ""  # "train" / "dev" / "" (where the case was used)
+    patient: str = ""  # who the study belongs to; "" = a patient of its own
 
     @property
     def outcome(self) -> str:
@@ -70,6 +75,13 @@ def tally(rows: Iterable[StudyOutcome]) -> dict[str, float]:
     counts["tumour_studies"] = len(tumour)
     counts["tumour_studies_right"] = right
     counts["tumour_recall"] = round(right / len(tumour), 4) if tumour else 0.0
+    patients: dict[str, list[StudyOutcome]] = {}
+    for r in tumour:
+        patients.setdefault(r.patient or r.name, []).append(r)
+    counts["tumour_patients"] = len(patients)
+    counts["tumour_patients_all_right"] = sum(
+        all(r.outcome == "right" for r in studies) for studies in patients.values()
+    )
     return counts
 
 
@@ -88,7 +100,7 @@ def markdown_table(rows: Iterable[StudyOutcome]) -> str:
 
 
 def read_labels(path: Path) -> list[dict[str, str]]:
-    """Rows of a ``path,expected[,split]`` CSV."""
+    """Rows of a ``path,expected[,split[,patient]]`` CSV."""
     with Path(path).open(newline="") as fh:
         rows = [
             {k.strip(): (v or "").strip() for k, v in row.items() if k}

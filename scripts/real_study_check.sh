@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The real-study development check: convert the shared volumes to DICOM series (one per
 # plane and sequence, every third slice; 3D DICOM series also reformatted to other planes),
-# link the shared DICOM studies beside them, write labels.csv (expected class, and whether
-# the case was used in training), then run `brainxai evaluate-studies`.
+# link the shared DICOM studies beside them, write labels.csv (expected class, whether the
+# case was used in training, and whose it is), then run `brainxai evaluate-studies`.
 # Usage: bash scripts/real_study_check.sh [OUT] [--model REF]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,15 @@ BX=.venv/bin/brainxai
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 labels=$OUT/labels.csv
-echo "path,expected,split" > "$labels"
+echo "path,expected,split,patient" > "$labels"
+
+patient_of() {  # whose a study is, from its source: a volume's patient folder, else its name
+  case $1 in
+    */volumes/*/*/*) basename "$(dirname "$1")" ;;  # volumes/<class>/<patient>/<sequence>
+    *.nii.gz) basename "$1" .nii.gz ;;             # volumes/<class>/<patient>.nii.gz
+    *) basename "$1" ;;                            # dicom/<study>
+  esac
+}
 
 convert() {  # name nifti plane description expected split [brainmask] [contrast]
   local name=$1 nifti=$2 plane=$3 desc=$4 expected=$5 split=$6 mask=${7:-} contrast=${8:-}
@@ -21,13 +29,14 @@ convert() {  # name nifti plane description expected split [brainmask] [contrast
     $BX volume-to-dicom "$nifti" --out "$OUT/$name" --plane "$plane" --stride 3 \
       --description "$desc" ${mask:+--brainmask "$mask"} ${contrast:+--contrast "$contrast"} >/dev/null
   fi
-  echo "$name,$expected,$split" >> "$labels"
+  echo "$name,$expected,$split,$(patient_of "$nifti")" >> "$labels"
 }
 study() {  # name expected split brainmask, then per series: nifti description contrast
   # Several sequences of one patient as one multi-series study (one StudyInstanceUID), the
   # way a clinical study arrives: every series is analysed and the study rule combines them.
-  local name=$1 expected=$2 split=$3 mask=$4 uid n=0
+  local name=$1 expected=$2 split=$3 mask=$4 uid n=0 patient
   shift 4
+  patient=$(patient_of "$1")
   uid=2.25.$((16#$(printf %s "$name" | md5sum | cut -c1-15)))
   while [ $# -ge 3 ]; do
     n=$((n + 1))
@@ -38,11 +47,11 @@ study() {  # name expected split brainmask, then per series: nifti description c
     fi
     shift 3
   done
-  echo "$name,$expected,$split" >> "$labels"
+  echo "$name,$expected,$split,$patient" >> "$labels"
 }
 link() {  # name folder expected split
   [ -e "$OUT/$1" ] || ln -s "$(cd "$2" && pwd)" "$OUT/$1"
-  echo "$1,$3,$4" >> "$labels"
+  echo "$1,$3,$4,$(patient_of "$2")" >> "$labels"
 }
 
 # Held out of training (the development check).

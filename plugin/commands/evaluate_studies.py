@@ -1,8 +1,9 @@
 """brainxai evaluate-studies: the whole analyze path on labelled studies, with totals.
 
-``--labels`` is a CSV with columns ``path,expected[,split]``: a study folder (relative to
-``--data``), its expected class (glioma, meningioma, notumor, pituitary, or ``other`` for a
-non-tumour lesion) and optionally where the case was used (train/dev). Each study runs
+``--labels`` is a CSV with columns ``path,expected[,split[,patient]]``: a study folder
+(relative to ``--data``), its expected class (glioma, meningioma, notumor, pituitary, or
+``other`` for a non-tumour lesion), optionally where the case was used (train/dev) and whose
+it is (studies of one patient are also counted once, as a patient). Each study runs
 through ``analyze`` (reading, selection, classification, explanation, the series/study
 rule, writing); the report lists per study the expected class, the result and the reason,
 and totals the outcomes (see ``inference.study_evaluation``).
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="folder the CSV paths are under")
-    p.add_argument("--labels", required=True, type=Path, help="CSV: path,expected[,split]")
+    p.add_argument(
+        "--labels", required=True, type=Path, help="CSV: path,expected[,split[,patient]]"
+    )
     p.add_argument("--out", required=True, type=Path, help="report JSON (objects beside it)")
     p.add_argument("--model", help="bundle file or models:/ URI (default: bundled model)")
     p.add_argument("--methods", default="gradcam", help="explanation methods shown (the gate "
@@ -43,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def evaluate_row(
     row: dict[str, str], data: Path, work: Path, clf: Classifier, opts: PipelineOptions
 ) -> StudyOutcome:
-    name, expected, split = row["path"], row["expected"], row.get("split", "")
+    name, expected = row["path"], row["expected"]
+    where = {"split": row.get("split", ""), "patient": row.get("patient", "")}
     folder = data / name
     try:
         out = work / name.replace("/", "_")
@@ -51,14 +55,14 @@ def evaluate_row(
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     except BrainxaiError as exc:
-        return StudyOutcome(name, expected, "error", str(exc).splitlines()[0], split)
+        return StudyOutcome(name, expected, "error", str(exc).splitlines()[0], **where)
     studies = summary.get("studies", [])
     if not studies:
-        return StudyOutcome(name, expected, "error", "no readable study", split)
+        return StudyOutcome(name, expected, "error", "no readable study", **where)
     pred = studies[0]["prediction"]
     if len(studies) > 1:
         log.warning("%s holds %d studies; the first is scored", name, len(studies))
-    return StudyOutcome(name, expected, pred["class"], pred["reason"], split)
+    return StudyOutcome(name, expected, pred["class"], pred["reason"], **where)
 
 
 def run(args: argparse.Namespace) -> int:

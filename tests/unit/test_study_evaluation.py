@@ -64,6 +64,22 @@ def test_totals_on_a_hand_made_summary() -> None:
     table = markdown_table(rows)
     assert table.count("\n") == len(rows) + 1
     assert "| e |  | notumor | pituitary | normal_given_tumour |" in table
+    assert t["tumour_patients"] == 4  # no patient given: each study its own patient
+    assert t["tumour_patients_all_right"] == 1
+
+
+def test_a_patient_counts_once_and_only_when_every_tumour_study_is_right() -> None:
+    rows = [
+        StudyOutcome("p1-axial", "glioma", "glioma", "r", patient="p1"),
+        StudyOutcome("p1-sagittal", "glioma", "indeterminate", "r", patient="p1"),
+        StudyOutcome("p1-study", "glioma", "glioma", "r", patient="p1"),
+        StudyOutcome("p2-axial", "glioma", "glioma", "r", patient="p2"),
+        StudyOutcome("p2-study", "glioma", "glioma", "r", patient="p2"),
+        StudyOutcome("n1", "notumor", "notumor", "r", patient="n1"),
+    ]
+    t = tally(rows)
+    assert (t["tumour_studies"], t["tumour_studies_right"]) == (5, 4)
+    assert (t["tumour_patients"], t["tumour_patients_all_right"]) == (2, 1)
 
 
 def test_labels_csv_is_read_and_checked(tmp_path: Path) -> None:
