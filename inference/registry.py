@@ -125,8 +125,8 @@ def _create_experiment(mlflow: Any, experiment: str = EXPERIMENT) -> None:
     if existing is None:
         mlflow.create_experiment(experiment, artifact_location=location)
     elif existing.artifact_location.rstrip("/") != location.rstrip("/"):
-        log.warning("experiment %s keeps its artifact location %s (%s=%s applies to a new one)",
-                    experiment, existing.artifact_location, "mlflow_artifact_location",
+        log.warning("experiment %s keeps its artifact location %s (mlflow_artifact_location "
+                    "%s applies to a new one)", experiment, existing.artifact_location,
                     location)  # fmt: skip
 
 

@@ -342,7 +342,8 @@ def fit_network(
         if tracker is not None:
             tracker.log_metrics(row, step=epoch + 1)
         state = {"model": net.state_dict(), "optim": optim.state_dict(),
-                 "sched": sched.state_dict(), "ema": ema.state_dict() if ema else None,
+                 "sched": sched.state_dict(),
+                 "ema": ema.state_dict() if ema is not None else None,
                  "history": history, "epoch": epoch}  # fmt: skip
         _checkpoint(ckpt_path, state)
         if "epoch_share" in row:
