@@ -22,7 +22,14 @@ The rule (stated in the README, calibrated on the shared DICOM series and valida
    tumour run, or the assessed slices hold ``min_run`` adjacent gated votes of one
    (plausible) tumour class over ``veto_span``: a lesion too small for a tumour class is not
    "no tumour".
-4. Anything else is ``indeterminate`` with the reason.
+4. When the assessed slices give no class, slices left out only for their position (skull
+   base, vertex, head edges) that form a long run (at least ``band_min_slices`` adjacent
+   slices over ``band_span``) confidently showing one plausible tumour class, in
+   distribution, with the Grad-CAM in the brain and at one place, are admitted to the vote;
+   the series takes that class only if the vote with them names it. A skull-base meningioma
+   of a whole-head 3D series lies below the assessed band; the band's confusions (skull-base
+   anatomy called a tumour) were short runs on the studies checked.
+5. Anything else is ``indeterminate`` with the reason.
 
 Series probabilities are the mean over eligible slices (reported, not used for the decision).
 T2-weighted, FLAIR and diffusion series are classified and explained but abstain
@@ -85,6 +92,13 @@ class AggregationOptions:
     veto_min_slices: int = 3
     veto_span: float = 10.0
     veto_confident: float = 0.9
+    # A longer such run, left out only for its position (skull base, vertex, head edges) and
+    # in distribution, is admitted to the vote when the assessed slices decide nothing: at
+    # least ``band_min_slices`` adjacent slices over ``band_span`` (a skull-base meningioma of
+    # a whole-head 3D series lies below the assessed band). On the real studies checked, the
+    # longest run of another cause was 4 slices over 4 mm.
+    band_min_slices: int = 6
+    band_span: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,9 @@ class SliceEvidence:
 
 NO_SIGNAL = "no signal (noise only)"
 LITTLE_HEAD = "too little head in slice"
+SKULL_BASE = "skull base / sella level (bottom of the head)"
+VERTEX = "vertex (top of the head)"
+HEAD_EDGE = "edge of the head"
 
 
 def _silent(ev: SliceEvidence, opts: AggregationOptions) -> NDArray[np.bool_]:
@@ -142,8 +159,8 @@ def slice_eligibility(ev: SliceEvidence, opts: AggregationOptions) -> list[tuple
     axial = ev.plane == "axial"
     bottom = opts.exclude_bottom if axial else opts.exclude_edges
     top = opts.exclude_top if axial else opts.exclude_edges
-    low_why = "skull base / sella level (bottom of the head)" if axial else "edge of the head"
-    high_why = "vertex (top of the head)" if axial else "edge of the head"
+    low_why = SKULL_BASE if axial else HEAD_EDGE
+    high_why = VERTEX if axial else HEAD_EDGE
     out: list[tuple[bool, str]] = []
     for i in range(n):
         rel = (pos[i] - lo) / extent if extent > 0 else 0.5
@@ -179,9 +196,40 @@ def decide_series(
     opts: AggregationOptions | None = None,
     classes: Sequence[str] = CLASSES,
 ) -> SeriesDecision:
-    """Apply the documented rule to one series' slices."""
+    """Apply the documented rule to one series' slices.
+
+    When the assessed slices give no class, a long band run (``_band_run``) is admitted to
+    the vote; its class is reported only if the vote with it names that class.
+    """
     o = opts or AggregationOptions()
     flags = slice_eligibility(ev, o)
+    first = _decide(ev, flags, o, classes)
+    if first.label != INDETERMINATE or len(first.eligible_indices) < o.min_eligible:
+        return first
+    run = _band_run(ev, flags, o, classes)
+    if run is None:
+        return first
+    where = flags[run.first][1]
+    admitted = list(flags)
+    for i in run.slices:
+        admitted[i] = (True, f"eligible: {where}, in a {run.span:.0f} mm run of {run.label}")
+    second = _decide(ev, admitted, o, classes)
+    if second.label != run.label:
+        return first
+    return replace(
+        second,
+        reason=f"{second.reason}, {run.n} of them adjacent over {run.span:.0f} mm at the "
+        f"{where}, admitted as one long run",
+    )
+
+
+def _decide(
+    ev: SliceEvidence,
+    flags: Sequence[tuple[bool, str]],
+    o: AggregationOptions,
+    classes: Sequence[str],
+) -> SeriesDecision:
+    """The rule on given slice eligibility (see the module docstring)."""
     probs = np.asarray(ev.probs, dtype=np.float32)
     decisions = tuple(
         SliceDecision(i, ok, why, classes[int(probs[i].argmax())], float(probs[i].max()))
@@ -275,6 +323,7 @@ class _Run:
     n: int
     label: str
     first: int
+    slices: tuple[int, ...] = ()
 
 
 def _widest_run(
@@ -299,7 +348,7 @@ def _widest_run(
         if len(run) >= min_slices:
             span = float(abs(pos[run[-1]] - pos[run[0]])) + step
             if span >= min_span and (best is None or span > best.span):
-                best = _Run(span, len(run), label[run[0]], run[0])
+                best = _Run(span, len(run), label[run[0]], run[0], tuple(run))
         run = [i] if lab is not None else []
     return best
 
@@ -364,6 +413,49 @@ def _excluded_tumour_run(
         f"not assess ({decisions[run.first].reason}) look confidently like {run.label}; a "
         "tumour there cannot be ruled out"
     )
+
+
+BAND_REASONS = frozenset({SKULL_BASE, VERTEX, HEAD_EDGE})
+
+
+def _band_run(
+    ev: SliceEvidence,
+    flags: Sequence[tuple[bool, str]],
+    o: AggregationOptions,
+    classes: Sequence[str],
+) -> _Run | None:
+    """The widest run of slices left out only for their position that confidently show one
+    plausible tumour class, in distribution, with the Grad-CAM in the brain and at one place
+    across neighbours: at least ``band_min_slices`` slices over ``band_span``. None without
+    Grad-CAM evidence (nothing would show the model looks at the brain)."""
+    if ev.cam_inside is None:
+        return None
+    probs = np.asarray(ev.probs, dtype=np.float64)
+    pos = np.asarray(ev.position, dtype=np.float64)
+    inside = np.asarray(ev.cam_inside, dtype=np.float64)
+    implausible = PITUITARY if ev.plane == "axial" and not o.pituitary_on_axial else ""
+    by_class: dict[str, list[int]] = {}
+    for i, (ok, why) in enumerate(flags):
+        k = int(probs[i].argmax())
+        if (
+            not ok
+            and why in BAND_REASONS
+            and classes[k] not in (NOTUMOR, implausible)
+            and probs[i, k] >= o.veto_confident
+            and ev.ood_score[i] <= ev.ood_threshold * o.ood_factor
+            and inside[i] >= o.min_cam_inside
+        ):
+            by_class.setdefault(classes[k], []).append(i)
+    cent = None if ev.cam_centroid is None else np.asarray(ev.cam_centroid, np.float64)
+    label: dict[int, str] = {}
+    for c, idx in by_class.items():
+        if len(idx) < o.band_min_slices:
+            continue
+        for i in idx:
+            if cent is None or _has_close_neighbour(i, idx, pos, cent, o.max_cam_shift):
+                label[i] = c
+    order = [int(j) for j in np.argsort(pos)]
+    return _widest_run(order, label, pos, o.band_min_slices, o.band_span)
 
 
 def _cam_gate(

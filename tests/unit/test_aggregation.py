@@ -272,3 +272,53 @@ def test_a_small_tumour_run_among_assessed_slices_withholds_notumor() -> None:
     # series (whose central slices show the sella) they do.
     assert series([P, P]).label == "notumor"
     assert series([P, P], plane="sagittal").label == INDETERMINATE
+
+
+def _band_series(
+    band: list[np.ndarray], *, ood: float = 1.0, inside: float = 0.9, jumping: bool = False
+) -> SliceEvidence:
+    """40 axial slices 2 mm apart (the bottom 14 are the skull-base band); ``band`` fills
+    slices 4 onwards, the rest are confidently notumor; Grad-CAM in the brain at one place."""
+    probs = [N] * 4 + band + [N] * (36 - len(band))
+    scores = np.full(40, 1.0, np.float32)
+    scores[4 : 4 + len(band)] = ood
+    cam = np.full(40, 0.9, np.float32)
+    cam[4 : 4 + len(band)] = inside
+    cent = [((0.1, 0.1) if i % 2 else (0.9, 0.9)) if jumping else (0.5, 0.5) for i in range(40)]
+    return replace(
+        _evidence(probs),
+        position=np.arange(40, dtype=np.float32) * 2,
+        ood_score=scores,
+        cam_inside=cam,
+        cam_centroid=np.asarray(cent, np.float32),
+    )
+
+
+def test_a_long_confident_run_at_the_skull_base_is_admitted_to_the_vote() -> None:
+    # 10 adjacent meningioma slices over 20 mm below the assessed band: a skull-base
+    # meningioma of a whole-head 3D series. They join the vote and decide it.
+    d = decide_series(_band_series([M] * 10))
+    assert d.label == "meningioma"
+    assert "admitted as one long run" in d.reason and "20 mm" in d.reason
+    admitted = [s for s in d.slices if s.eligible and s.reason.startswith("eligible: skull base")]
+    assert [s.index for s in admitted] == list(range(4, 14))
+    assert d.votes["meningioma"] == 10
+
+
+def test_short_or_unsound_runs_below_the_assessed_band_do_not_decide() -> None:
+    # Each of these stays without a tumour class (the run only withholds notumor, or not even
+    # that): 6 slices over 12 mm; pituitary on an axial series; out of distribution; Grad-CAM
+    # outside the brain; Grad-CAM jumping between slices; no Grad-CAM at all.
+    cases = {
+        "short": _band_series([M] * 6),
+        "pituitary": _band_series([P] * 10),
+        "ood": _band_series([M] * 10, ood=50.0),
+        "outside": _band_series([M] * 10, inside=0.1),
+        "jumping": _band_series([M] * 10, jumping=True),
+        "no cam": replace(_band_series([M] * 10), cam_inside=None, cam_centroid=None),
+    }
+    for name, ev in cases.items():
+        d = decide_series(ev)
+        assert d.label in (INDETERMINATE, "notumor"), name
+        assert not any(s.reason.startswith("eligible:") for s in d.slices), name
+    assert "notumor withheld" in decide_series(cases["short"]).reason
