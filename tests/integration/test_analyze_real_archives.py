@@ -148,3 +148,24 @@ def test_an_object_that_fails_to_build_does_not_cost_the_others(
     assert error.startswith("SR not written: ValueError in ")
     assert "DOE" not in error and "/" not in error
     assert study["prediction"]["class"] in CLASSES
+
+
+def test_a_skull_base_meningioma_below_the_assessed_band_is_named_with_its_slices(
+    real_archive: tuple[int, dict[str, Any]],
+) -> None:
+    # m025 (a training patient: this checks the rule and its outputs, not the model's reach):
+    # the meningioma lies at the skull base, below the assessed band of the whole-head 3D
+    # series; its long confident run is admitted to the vote, and the admitted slices are
+    # marked assessed, so they get overlays and count in the SR.
+    _, summary = real_archive
+    st = _study(summary, M025_DESCRIPTION)
+    assert st["prediction"]["class"] == "meningioma", st["prediction"]["reason"]
+    (series,) = st["series"]
+    assert "admitted as one long run" in series["prediction"]["reason"]
+    slices = series["slices"]
+    admitted = [s for s in slices if s["reason"].startswith("eligible: skull base")]
+    assert len(admitted) >= 6
+    assert all(s["eligible"] and s["pred"] == "meningioma" for s in admitted)
+    assessed = [s for s in slices if s["eligible"]]
+    n_sc = sum(1 for p in st["outputs"] if Path(p).parent.name == "sc")
+    assert n_sc == len(assessed)
