@@ -22,8 +22,8 @@ The rule (stated in the README, calibrated on the shared DICOM series and valida
    tumour run, or the assessed slices hold ``min_run`` adjacent gated votes of one
    (plausible) tumour class over ``veto_span``: a lesion too small for a tumour class is not
    "no tumour".
-4. When the assessed slices give no class, slices left out only for their position (skull
-   base, vertex, head edges) that form a long run (at least ``band_min_slices`` adjacent
+4. When the assessed slices of an axial series give no class, slices left out only for
+   their position (skull base, vertex) that form a long run (at least ``band_min_slices`` adjacent
    slices over ``band_span``) confidently showing one plausible tumour class, in
    distribution, with the Grad-CAM in the brain and at one place, are admitted to the vote;
    the series takes that class only if the vote with them names it. A skull-base meningioma
@@ -99,6 +99,11 @@ class AggregationOptions:
     # longest run of another cause was 4 slices over 4 mm.
     band_min_slices: int = 6
     band_span: float = 15.0
+    # Planes whose band runs may be admitted: axial only. The sagittal and coronal head
+    # edges have no checked tumour case of their own (only a reformat of the same axial
+    # meningioma), while a child's sagittal MPRAGE is the kind of normal study the
+    # JPEG-trained model once called glioma.
+    band_planes: tuple[str, ...] = ("axial",)
 
 
 @dataclass(frozen=True)
@@ -427,8 +432,9 @@ def _band_run(
     """The widest run of slices left out only for their position that confidently show one
     plausible tumour class, in distribution, with the Grad-CAM in the brain and at one place
     across neighbours: at least ``band_min_slices`` slices over ``band_span``. None without
-    Grad-CAM evidence (nothing would show the model looks at the brain)."""
-    if ev.cam_inside is None:
+    Grad-CAM evidence (nothing would show the model looks at the brain) and on planes not in
+    ``band_planes``."""
+    if ev.cam_inside is None or ev.plane not in o.band_planes:
         return None
     probs = np.asarray(ev.probs, dtype=np.float64)
     pos = np.asarray(ev.position, dtype=np.float64)

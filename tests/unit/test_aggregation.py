@@ -275,15 +275,21 @@ def test_a_small_tumour_run_among_assessed_slices_withholds_notumor() -> None:
 
 
 def _band_series(
-    band: list[np.ndarray], *, ood: float = 1.0, inside: float = 0.9, jumping: bool = False
+    band: list[np.ndarray],
+    *,
+    start: int = 4,
+    ood: float = 1.0,
+    inside: float = 0.9,
+    jumping: bool = False,
 ) -> SliceEvidence:
     """40 axial slices 2 mm apart (the bottom 14 are the skull-base band); ``band`` fills
-    slices 4 onwards, the rest are confidently notumor; Grad-CAM in the brain at one place."""
-    probs = [N] * 4 + band + [N] * (36 - len(band))
+    slices ``start`` onwards, the rest are confidently notumor; Grad-CAM in the brain at one
+    place."""
+    probs = [N] * start + band + [N] * (40 - start - len(band))
     scores = np.full(40, 1.0, np.float32)
-    scores[4 : 4 + len(band)] = ood
+    scores[start : start + len(band)] = ood
     cam = np.full(40, 0.9, np.float32)
-    cam[4 : 4 + len(band)] = inside
+    cam[start : start + len(band)] = inside
     cent = [((0.1, 0.1) if i % 2 else (0.9, 0.9)) if jumping else (0.5, 0.5) for i in range(40)]
     return replace(
         _evidence(probs),
@@ -308,7 +314,8 @@ def test_a_long_confident_run_at_the_skull_base_is_admitted_to_the_vote() -> Non
 def test_short_or_unsound_runs_below_the_assessed_band_do_not_decide() -> None:
     # Each of these stays without a tumour class (the run only withholds notumor, or not even
     # that): 6 slices over 12 mm; pituitary on an axial series; out of distribution; Grad-CAM
-    # outside the brain; Grad-CAM jumping between slices; no Grad-CAM at all.
+    # outside the brain; Grad-CAM jumping between slices; no Grad-CAM at all; the edge of a
+    # sagittal series (only axial bands are admitted).
     cases = {
         "short": _band_series([M] * 6),
         "pituitary": _band_series([P] * 10),
@@ -316,9 +323,13 @@ def test_short_or_unsound_runs_below_the_assessed_band_do_not_decide() -> None:
         "outside": _band_series([M] * 10, inside=0.1),
         "jumping": _band_series([M] * 10, jumping=True),
         "no cam": replace(_band_series([M] * 10), cam_inside=None, cam_centroid=None),
+        "sagittal edge": replace(_band_series([M] * 8, start=0), plane="sagittal"),
     }
     for name, ev in cases.items():
         d = decide_series(ev)
         assert d.label in (INDETERMINATE, "notumor"), name
         assert not any(s.reason.startswith("eligible:") for s in d.slices), name
     assert "notumor withheld" in decide_series(cases["short"]).reason
+    # The sagittal case is only refused for its plane: the same slices on an axial series are
+    # admitted.
+    assert decide_series(_band_series([M] * 8, start=0)).label == "meningioma"
