@@ -16,7 +16,9 @@ The rule (stated in the README, calibrated on the shared DICOM series and valida
    run of ``min_run`` adjacent eligible slices, and every other tumour class has at most
    half as many confident votes. On axial series "pituitary" votes never decide and are no
    rival: the eligible slices lie above the sella, where a pituitary tumour cannot be, and
-   enough such votes make the series indeterminate. Otherwise, if the confident notumor
+   enough such votes make the series indeterminate; on sagittal and coronal series,
+   pituitary votes spread wider than ``pituitary_max_span`` along the slice axis (more
+   than a pituitary tumour spans) abstain too. Otherwise, if the confident notumor
    votes are at least ``notumor_fraction`` of the eligible slices, the series is ``notumor``,
    unless enough of the head could not be assessed, the unassessed part holds a confident
    tumour run, or the assessed slices hold ``min_run`` adjacent gated votes of one
@@ -104,6 +106,12 @@ class AggregationOptions:
     # meningioma), while a child's sagittal MPRAGE is the kind of normal study the
     # JPEG-trained model once called glioma.
     band_planes: tuple[str, ...] = ("axial",)
+    # Pituitary votes spread wider than this along the slice axis (mm, or slices when
+    # positions are indices) do not decide: the sella is about 10-15 mm across and a
+    # pituitary macroadenoma rarely exceeds 30 mm, while the JPEG-trained pituitary class
+    # fires on the enhancing central structures of post-contrast coronal slices (a
+    # meningioma the network had not seen: 13 slices over 39 mm called pituitary).
+    pituitary_max_span: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -262,6 +270,8 @@ def _decide(
     votes = {c: len(v) for c, v in ranked.items()}
     need = max(o.min_votes, int(np.ceil(o.min_vote_fraction * len(eligible))))
     decided = _tumour_decision(ranked, need, len(eligible), ev.plane, o, classes)
+    if decided is not None and decided[0] == PITUITARY:
+        decided = _pituitary_extent(ev, gated[PITUITARY], o) or decided
     if decided is not None:
         label, reason = decided
         if dropped and label != INDETERMINATE:
@@ -541,6 +551,23 @@ def _tumour_decision(
             "model's pituitary class is unreliable there, so brainxai abstains",
         )
     return None
+
+
+def _pituitary_extent(
+    ev: SliceEvidence, votes: Sequence[int], o: AggregationOptions
+) -> tuple[str, str] | None:
+    """An abstention when the pituitary votes spread wider than a pituitary tumour can."""
+    pos = np.asarray(ev.position, dtype=np.float64)
+    steps = np.abs(np.diff(np.sort(pos)))
+    step = float(np.median(steps)) if len(steps) else 1.0
+    span = float(np.ptp(pos[list(votes)])) + step if len(votes) else 0.0
+    if span <= o.pituitary_max_span:
+        return None
+    return INDETERMINATE, (
+        f"{len(votes)} pituitary votes spread over {span:.0f} mm along the slice axis, more "
+        f"than a pituitary tumour spans (at most {o.pituitary_max_span:.0f} mm): the "
+        "model's pituitary class is unreliable here, so brainxai abstains"
+    )
 
 
 def unsupported_sequence(decision: SeriesDecision, sequence: str) -> SeriesDecision:

@@ -333,3 +333,19 @@ def test_short_or_unsound_runs_below_the_assessed_band_do_not_decide() -> None:
     # The sagittal case is only refused for its plane: the same slices on an axial series are
     # admitted.
     assert decide_series(_band_series([M] * 8, start=0)).label == "meningioma"
+
+
+def test_pituitary_votes_spread_wider_than_the_sella_do_not_decide() -> None:
+    # A coronal series 3 mm apart: pituitary votes over 5 slices (15 mm) decide; over 13
+    # slices (39 mm), longer than any pituitary tumour, the series abstains with the reason.
+    def series(n: int) -> SeriesDecision:
+        probs = [N] * 14 + [P] * n + [N] * (40 - 14 - n)
+        ev = replace(
+            _evidence(probs), plane="coronal", position=np.arange(40, dtype=np.float32) * 3
+        )
+        return decide_series(ev)
+
+    assert series(5).label == "pituitary"
+    wide = series(13)
+    assert wide.label == INDETERMINATE
+    assert "spread over 39 mm" in wide.reason
