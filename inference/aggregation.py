@@ -110,7 +110,7 @@ class AggregationOptions:
     # positions are indices) do not decide: the sella is about 10-15 mm across and a
     # pituitary macroadenoma rarely exceeds 30 mm, while the JPEG-trained pituitary class
     # fires on the enhancing central structures of post-contrast coronal slices (a
-    # meningioma the network had not seen: 13 slices over 39 mm called pituitary).
+    # meningioma the network had not seen: 10 votes over 36 mm called pituitary).
     pituitary_max_span: float = 30.0
 
 
