@@ -49,6 +49,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from inference.slice_runs import Run, has_close_neighbour, longest_run, widest_run
 from vocabulary.decisions import INDETERMINATE, SeriesDecision, SliceDecision
 from vocabulary.identity import CLASSES
 
@@ -194,16 +195,6 @@ def slice_eligibility(ev: SliceEvidence, opts: AggregationOptions) -> list[tuple
     return out
 
 
-def _longest_run(indices: Sequence[int]) -> int:
-    best = run = 0
-    prev = None
-    for i in sorted(indices):
-        run = run + 1 if prev is not None and i == prev + 1 else 1
-        best = max(best, run)
-        prev = i
-    return best
-
-
 def decide_series(
     ev: SliceEvidence,
     opts: AggregationOptions | None = None,
@@ -329,45 +320,6 @@ def _without_tumour_class(
     return INDETERMINATE, f"no consistent evidence across {n} eligible slices (votes {votes})"
 
 
-@dataclass(frozen=True)
-class _Run:
-    """Adjacent slices with one label: their extent (mm, or slices when positions are
-    indices), count, label and first slice."""
-
-    span: float
-    n: int
-    label: str
-    first: int
-    slices: tuple[int, ...] = ()
-
-
-def _widest_run(
-    order: Sequence[int],
-    label: dict[int, str],
-    pos: NDArray[np.float64],
-    min_slices: int,
-    min_span: float,
-) -> _Run | None:
-    """The widest run of slices adjacent in ``order`` that share a label (slices without one
-    break runs), of at least ``min_slices`` slices spanning ``min_span``; a slice counts
-    the series' median slice step."""
-    steps = np.abs(np.diff(np.sort(pos)))
-    step = float(np.median(steps)) if len(steps) else 1.0
-    best: _Run | None = None
-    run: list[int] = []
-    for i in [*order, -1]:  # -1 closes the last run
-        lab = label.get(i)
-        if lab is not None and run and label[run[-1]] == lab:
-            run.append(i)
-            continue
-        if len(run) >= min_slices:
-            span = float(abs(pos[run[-1]] - pos[run[0]])) + step
-            if span >= min_span and (best is None or span > best.span):
-                best = _Run(span, len(run), label[run[0]], run[0], tuple(run))
-        run = [i] if lab is not None else []
-    return best
-
-
 def _assessed_tumour_run(
     ev: SliceEvidence,
     gated: dict[str, list[int]],
@@ -388,7 +340,7 @@ def _assessed_tumour_run(
     implausible = PITUITARY if ev.plane == "axial" and not o.pituitary_on_axial else ""
     label = {i: c for c, idx in gated.items() if c not in (NOTUMOR, implausible) for i in idx}
     order = sorted(eligible, key=lambda i: pos[i])
-    run = _widest_run(order, label, pos, o.min_run, o.veto_span)
+    run = widest_run(order, label, pos, o.min_run, o.veto_span)
     if run is None:
         return None
     return (
@@ -420,7 +372,7 @@ def _excluded_tumour_run(
         ):
             label[d.index] = classes[k]
     order = [int(j) for j in np.argsort(pos)]
-    run = _widest_run(order, label, pos, o.veto_min_slices, o.veto_span)
+    run = widest_run(order, label, pos, o.veto_min_slices, o.veto_span)
     if run is None:
         return None
     return (
@@ -438,7 +390,7 @@ def _band_run(
     flags: Sequence[tuple[bool, str]],
     o: AggregationOptions,
     classes: Sequence[str],
-) -> _Run | None:
+) -> Run | None:
     """The widest run of slices left out only for their position that confidently show one
     plausible tumour class, in distribution, with the Grad-CAM in the brain and at one place
     across neighbours: at least ``band_min_slices`` slices over ``band_span``. None without
@@ -468,10 +420,10 @@ def _band_run(
         if len(idx) < o.band_min_slices:
             continue
         for i in idx:
-            if cent is None or _has_close_neighbour(i, idx, pos, cent, o.max_cam_shift):
+            if cent is None or has_close_neighbour(i, idx, pos, cent, o.max_cam_shift):
                 label[i] = c
     order = [int(j) for j in np.argsort(pos)]
-    return _widest_run(order, label, pos, o.band_min_slices, o.band_span)
+    return widest_run(order, label, pos, o.band_min_slices, o.band_span)
 
 
 def _cam_gate(
@@ -498,19 +450,10 @@ def _cam_gate(
             continue
         ok = [i for i in idx if inside[i] >= o.min_cam_inside]
         if cent is not None and len(ok) > 1:
-            ok = [i for i in ok if _has_close_neighbour(i, ok, pos, cent, o.max_cam_shift)]
+            ok = [i for i in ok if has_close_neighbour(i, ok, pos, cent, o.max_cam_shift)]
         dropped += len(idx) - len(ok)
         kept[c] = ok
     return kept, dropped
-
-
-def _has_close_neighbour(
-    i: int, votes: list[int], pos: NDArray[np.float64], cent: NDArray[np.float64], limit: float
-) -> bool:
-    others = [j for j in votes if j != i]
-    step = np.min(np.abs(pos[others] - pos[i]))
-    near = [j for j in others if abs(pos[j] - pos[i]) <= step + 1e-6]
-    return any(float(np.linalg.norm(cent[j] - cent[i])) <= limit for j in near)
 
 
 def _tumour_decision(
@@ -536,7 +479,7 @@ def _tumour_decision(
     )
     best = tumour[0] if tumour else ""
     runner = votes[tumour[1]] if len(tumour) > 1 else 0
-    if best and votes[best] >= need and _longest_run(confident[best]) >= o.min_run:
+    if best and votes[best] >= need and longest_run(confident[best]) >= o.min_run:
         if runner * 2 <= votes[best]:
             return best, f"{votes[best]} of {n_eligible} eligible slices confidently {best}"
         return (
