@@ -25,8 +25,8 @@ The rule (stated in the README, calibrated on the shared DICOM series and valida
    (plausible) tumour class over ``veto_span``: a lesion too small for a tumour class is not
    "no tumour".
 4. When the assessed slices of an axial series give no class, slices left out only for
-   their position (skull base, vertex) that form a long run (at least ``band_min_slices`` adjacent
-   slices over ``band_span``) confidently showing one plausible tumour class, in
+   their position (skull base, vertex) that form a long run (at least ``band_min_slices``
+   adjacent slices over ``band_span``) confidently showing one plausible tumour class, in
    distribution, with the Grad-CAM in the brain and at one place, are admitted to the vote;
    the series takes that class only if the vote with them names it. A skull-base meningioma
    of a whole-head 3D series lies below the assessed band; the band's confusions (skull-base
@@ -95,11 +95,12 @@ class AggregationOptions:
     veto_min_slices: int = 3
     veto_span: float = 10.0
     veto_confident: float = 0.9
-    # A longer such run, left out only for its position (skull base, vertex, head edges) and
-    # in distribution, is admitted to the vote when the assessed slices decide nothing: at
+    # A longer such run, left out only for its position (skull base, vertex) and in
+    # distribution, is admitted to the vote when the assessed slices decide nothing: at
     # least ``band_min_slices`` adjacent slices over ``band_span`` (a skull-base meningioma of
     # a whole-head 3D series lies below the assessed band). On the real studies checked, the
-    # longest run of another cause was 4 slices over 4 mm.
+    # longest run of another cause was 4 slices over 12 mm (skull-base pituitary runs of
+    # 3 thick slices reached 19.5 mm: hence both a count and a span).
     band_min_slices: int = 6
     band_span: float = 15.0
     # Planes whose band runs may be admitted: axial only. The sagittal and coronal head
