@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dicom_io.volume_export import VolumeSeriesOptions, export_volume
 from inference.real_volumes import PLANES, load_ras, plane_length, plane_slice, scanner_like
-from plugin.commands.real_slices import dicom_volume
+from plugin.dicom_volume import dicom_volume
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
