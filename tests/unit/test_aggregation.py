@@ -313,11 +313,14 @@ def test_a_long_confident_run_at_the_skull_base_is_admitted_to_the_vote() -> Non
 
 def test_short_or_unsound_runs_below_the_assessed_band_do_not_decide() -> None:
     # Each of these stays without a tumour class (the run only withholds notumor, or not even
-    # that): 6 slices over 12 mm; pituitary on an axial series; out of distribution; Grad-CAM
-    # outside the brain; Grad-CAM jumping between slices; no Grad-CAM at all; the edge of a
-    # sagittal series (only axial bands are admitted).
+    # that): 6 slices over 12 mm; 5 slices over 25 mm; pituitary on an axial series; out of
+    # distribution; Grad-CAM outside the brain; Grad-CAM jumping between slices; no Grad-CAM
+    # at all; the edge of a sagittal series (only axial bands are admitted).
     cases = {
         "short": _band_series([M] * 6),
+        "few thick slices": replace(
+            _band_series([M] * 5), position=np.arange(40, dtype=np.float32) * 5
+        ),
         "pituitary": _band_series([P] * 10),
         "ood": _band_series([M] * 10, ood=50.0),
         "outside": _band_series([M] * 10, inside=0.1),
