@@ -172,9 +172,14 @@ def open_sr_viewport(page: Any, predicate: str, arg: Any, deadline: float) -> bo
             page.wait_for_function(predicate, arg=arg, timeout=15_000)
             return True
         # Once in CI the SR viewport was open on its image without the annotations drawn:
-        # a pointer move over the image makes cornerstone render its annotation layer.
+        # a pointer move over the image makes cornerstone render its annotation layer, and
+        # so does a resize (it stayed undrawn after pointer moves and reloads in a later CI).
         with contextlib.suppress(timeout_error):
             page.hover(".cornerstone-canvas", timeout=2_000)
+        size = page.viewport_size
+        if size:
+            page.set_viewport_size({"width": size["width"] - 7, "height": size["height"]})
+            page.set_viewport_size(size)
     return False
 
 
