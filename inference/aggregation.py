@@ -351,6 +351,23 @@ def _assessed_tumour_run(
     )
 
 
+BAND_REASONS = frozenset({SKULL_BASE, VERTEX, HEAD_EDGE})
+
+
+def _confident_tumour(
+    ev: SliceEvidence, i: int, o: AggregationOptions, classes: Sequence[str]
+) -> str | None:
+    """Slice ``i``'s tumour class when it is at least ``veto_confident`` and its Grad-CAM (if
+    any) lies in the brain; the evidence both left-out run searches read."""
+    probs = ev.probs[i]
+    k = int(np.argmax(probs))
+    if classes[k] == NOTUMOR or float(probs[k]) < o.veto_confident:
+        return None
+    if ev.cam_inside is not None and float(ev.cam_inside[i]) < o.min_cam_inside:
+        return None
+    return classes[k]
+
+
 def _excluded_tumour_run(
     ev: SliceEvidence,
     decisions: Sequence[SliceDecision],
@@ -358,20 +375,12 @@ def _excluded_tumour_run(
     classes: Sequence[str],
 ) -> str | None:
     """Why notumor cannot be claimed, if slices left out of the vote show a tumour run."""
-    probs = np.asarray(ev.probs, dtype=np.float64)
     pos = np.asarray(ev.position, dtype=np.float64)
-    inside = None if ev.cam_inside is None else np.asarray(ev.cam_inside, np.float64)
     label: dict[int, str] = {}
     for d in decisions:
-        k = int(probs[d.index].argmax())
-        if (
-            not d.eligible
-            and d.reason not in (LITTLE_HEAD, NO_SIGNAL)
-            and classes[k] != NOTUMOR
-            and probs[d.index, k] >= o.veto_confident
-            and (inside is None or inside[d.index] >= o.min_cam_inside)
-        ):
-            label[d.index] = classes[k]
+        c = _confident_tumour(ev, d.index, o, classes)
+        if c is not None and not d.eligible and d.reason not in (LITTLE_HEAD, NO_SIGNAL):
+            label[d.index] = c
     order = [int(j) for j in np.argsort(pos)]
     run = widest_run(order, label, pos, o.veto_min_slices, o.veto_span)
     if run is None:
@@ -381,9 +390,6 @@ def _excluded_tumour_run(
         f"not assess ({decisions[run.first].reason}) look confidently like {run.label}; a "
         "tumour there cannot be ruled out"
     )
-
-
-BAND_REASONS = frozenset({SKULL_BASE, VERTEX, HEAD_EDGE})
 
 
 def _band_run(
@@ -399,22 +405,18 @@ def _band_run(
     ``band_planes``."""
     if ev.cam_inside is None or ev.plane not in o.band_planes:
         return None
-    probs = np.asarray(ev.probs, dtype=np.float64)
     pos = np.asarray(ev.position, dtype=np.float64)
-    inside = np.asarray(ev.cam_inside, dtype=np.float64)
     implausible = PITUITARY if ev.plane == "axial" and not o.pituitary_on_axial else ""
     by_class: dict[str, list[int]] = {}
     for i, (ok, why) in enumerate(flags):
-        k = int(probs[i].argmax())
+        c = _confident_tumour(ev, i, o, classes)
         if (
-            not ok
+            c not in (None, implausible)
+            and not ok
             and why in BAND_REASONS
-            and classes[k] not in (NOTUMOR, implausible)
-            and probs[i, k] >= o.veto_confident
             and ev.ood_score[i] <= ev.ood_threshold * o.ood_factor
-            and inside[i] >= o.min_cam_inside
         ):
-            by_class.setdefault(classes[k], []).append(i)
+            by_class.setdefault(str(c), []).append(i)
     cent = None if ev.cam_centroid is None else np.asarray(ev.cam_centroid, np.float64)
     label: dict[int, str] = {}
     for c, idx in by_class.items():
