@@ -67,6 +67,9 @@ class TrainOptions:
     limit_per_class: int = 0  # 0 = all images; >0 for quick runs
     threads: int = 0  # 0 = torch default
     init_from: Path | None = None  # start from these weights (a checkpoint or bundle)
+    # Start from the mean of the init_from weights and these (a uniform weight soup of two
+    # fine-tunes of the same start; with epochs=0 the soup is only calibrated).
+    average_with: Path | None = None
     ema_decay: float = 0.0  # EMA of the weights per step (e.g. 0.998); 0 = off
     # Labelled real MR slices (``brainxai real-slices``) appended to the training side.
     real_slices: Path | None = None
@@ -164,6 +167,19 @@ def _weights_of(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds no model weights")
     return {k: v.float() for k, v in state.items()}
+
+
+def initial_weights(path: Path, average_with: Path | None = None) -> dict[str, torch.Tensor]:
+    """The weights of PATH, or their element-wise mean with AVERAGE_WITH's (a uniform
+    "model soup", Wortsman et al. 2022: fine-tunes of one start lie in one basin, so their
+    mean is a network too; BatchNorm statistics are averaged with the weights)."""
+    weights = _weights_of(path)
+    if average_with is None:
+        return weights
+    other = _weights_of(average_with)
+    if other.keys() != weights.keys():
+        raise ModelError(f"{path} and {average_with} are not the same architecture")
+    return {k: (v + other[k]) / 2 if "num_batches" not in k else v for k, v in weights.items()}
 
 
 def teacher_targets(opts: TrainOptions, data: TrainingData) -> NDArray[np.float32] | None:
@@ -314,9 +330,11 @@ def fit_network(
     deadline = time.monotonic() + budget_seconds if budget_seconds > 0 else math.inf
     x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optim, sched = _optimiser(net, opts, len(x_train))
     if opts.init_from is not None:
-        net.load_state_dict(_weights_of(opts.init_from))
+        net.load_state_dict(initial_weights(opts.init_from, opts.average_with))
+    if opts.epochs == 0:  # calibrate the start weights as they are (e.g. a weight soup)
+        return FittedNetwork(net.eval(), [])
+    optim, sched = _optimiser(net, opts, len(x_train))
     for name, param in net.named_parameters():
         if opts.freeze and name.startswith(opts.freeze):
             param.requires_grad_(False)

@@ -54,6 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "instead of random ones",
     )
     p.add_argument(
+        "--average-with",
+        help="start from the mean of the --init-from weights and these (a uniform weight soup "
+        "of two fine-tunes of one start; with --epochs 0 the soup is only calibrated)",
+    )
+    p.add_argument(
         "--work-dir", type=Path, help="checkpoints and cache (default DATA_DIR/training)"
     )
     p.add_argument(
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         ema_decay=args.ema_decay,
         resume=args.resume,
         init_from=None if args.init_from is None else local_path(args.init_from),
+        average_with=None if args.average_with is None else local_path(args.average_with),
         real_slices=args.real_slices,
         freeze=tuple(f for f in args.freeze.split(",") if f),
         distill_from=None if args.distill_from is None else local_path(args.distill_from),
