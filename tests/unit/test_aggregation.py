@@ -352,3 +352,18 @@ def test_pituitary_votes_spread_wider_than_the_sella_do_not_decide() -> None:
     wide = series(13)
     assert wide.label == INDETERMINATE
     assert "spread over 39 mm" in wide.reason
+
+
+def test_notumor_across_the_hemispheres_needs_three_quarters() -> None:
+    # 20 slices; the 12 assessed (edges excluded) hold 8 confident notumor and 4 unsure
+    # slices on one side (a lesion the model does not recognise): 67 % notumor.
+    unsure = np.array([0.45, 0.0, 0.55, 0.0], np.float32)
+    probs = [N] * 4 + [N] * 8 + [unsure] * 4 + [N] * 4
+    axial = decide_series(_evidence(probs), AggregationOptions(exclude_bottom=0.2, exclude_top=0.2))
+    assert axial.label == "notumor", axial.reason
+    for plane in ("sagittal", "coronal"):
+        d = decide_series(_plane(_evidence(probs), plane))
+        assert len(d.eligible_indices) == 12
+        assert d.label == INDETERMINATE and "needs 75%" in d.reason, d.reason
+    normal = [N] * 4 + [N] * 10 + [unsure] * 2 + [N] * 4  # 83 %: a normal head
+    assert decide_series(_plane(_evidence(normal), "sagittal")).label == "notumor"
