@@ -330,6 +330,8 @@ def fit_network(
     deadline = time.monotonic() + budget_seconds if budget_seconds > 0 else math.inf
     x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if opts.init_from is None and (opts.average_with is not None or opts.epochs == 0):
+        raise InputError("averaging weights or --epochs 0 needs --init-from weights")
     if opts.init_from is not None:
         net.load_state_dict(initial_weights(opts.init_from, opts.average_with))
     if opts.epochs == 0:  # calibrate the start weights as they are (e.g. a weight soup)

@@ -11,7 +11,7 @@ import torch
 from inference.model import build_network
 from inference.preprocessing import PreprocessConfig
 from inference.training import TrainingData, TrainOptions, fit_network, initial_weights
-from vocabulary.errors import ModelError
+from vocabulary.errors import InputError, ModelError
 
 
 def _saved(tmp_path: Path, name: str, seed: int) -> tuple[Path, dict[str, torch.Tensor]]:
@@ -59,3 +59,14 @@ def test_zero_epochs_keeps_the_soup_untrained(tmp_path: Path) -> None:
     key = "class_layers.out.weight"
     torch.testing.assert_close(fitted.net.state_dict()[key], (a[key] + b[key]) / 2)
     assert not (tmp_path / "w" / "checkpoint.pt").exists()
+
+
+def test_a_soup_or_zero_epochs_without_start_weights_is_refused(tmp_path: Path) -> None:
+    b_path, _ = _saved(tmp_path, "b.pt", 1)
+    x = np.zeros((4, 32, 32), np.float16)
+    y = np.array([0, 1, 2, 3], dtype=np.int64)
+    data = TrainingData(x, y, x, y, {"n_train": 4}, PreprocessConfig(image_size=32))
+    for kw in ({"average_with": b_path}, {"epochs": 0}):
+        opts = TrainOptions(data_dir=tmp_path, work_dir=tmp_path / "w", progress=False, **kw)  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="needs --init-from"):
+            fit_network(build_network(4), data, opts, None)
