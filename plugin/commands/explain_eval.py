@@ -220,6 +220,7 @@ def _explain_timed(
 ) -> tuple[Prediction, dict[str, Attribution]]:
     """Prediction and maps, each method explained on its own so that its time is its own
     (the first method's time includes the prediction, free for a CAM method)."""
+    options = with_sae(clf, methods, options)  # every method's call, not only the first
     t0 = time.perf_counter()
     prediction, maps = classify_and_explain(clf, images, methods[:1], options)
     seconds[methods[0]] += time.perf_counter() - t0

@@ -78,6 +78,13 @@ def test_sae_train_writes_sae_report_montages_and_mlflow_artifact(
     result = json.loads((tmp_path / "ex" / "explanations.json").read_text())["results"][0]
     assert result["methods"]["sae"]["raw_min"] >= 0
     assert (tmp_path / "ex" / "0_sae_overlay.png").is_file()
+    # explain-eval explains each method in its own call: sae after another method too.
+    ee_out = tmp_path / "ee" / "report.json"
+    ee = ["explain-eval", "--data", str(data), "--model", str(model), "--methods", "gradcam,sae",
+          "--limit", "1", "--steps", "2", "--randomisation-images", "1",
+          "--out", str(ee_out)]  # fmt: skip
+    assert main(ee) == 0
+    assert json.loads(ee_out.read_text())["methods"]["sae"]["n"] == len(CLASSES)
     other = tmp_path / "other.pt"
     torch.manual_seed(1)
     save_bundle(other, build_network(), BundleMeta(version="8", preprocess=PreprocessConfig(64)),
