@@ -81,7 +81,8 @@ class AggregationOptions:
     # model does not recognise still shows a majority of normal slices (61-65 % measured on
     # a glioma's sagittal series under scanner changes), while a normal head is confidently
     # notumor almost everywhere (81-100 % on the four normal sagittal series and their 32
-    # scanner variants). notumor there needs three quarters.
+    # scanner variants). notumor there needs three quarters (a bar on top of
+    # ``notumor_fraction``).
     notumor_fraction_across: float = 0.75
     # notumor also needs the assessed slices to be at least this share of the slices that
     # show head: a "no tumour" over a tenth of the head says nothing about the rest (a
@@ -321,20 +322,19 @@ def _without_tumour_class(
     if veto is not None:
         return INDETERMINATE, veto
     most_tumour = max((v for c, v in votes.items() if c != NOTUMOR), default=0)
-    across = ev.plane in ("sagittal", "coronal")
-    fraction = o.notumor_fraction_across if across else o.notumor_fraction
-    if votes.get(NOTUMOR, 0) >= fraction * n and most_tumour < tally.need:
-        run = _assessed_tumour_run(ev, tally.gated, tally.eligible, tally.need, o)
-        if run is not None:
-            return INDETERMINATE, run
-        return NOTUMOR, f"{votes[NOTUMOR]} of {n} eligible slices confidently notumor"
-    if across and votes.get(NOTUMOR, 0) >= o.notumor_fraction * n and most_tumour < tally.need:
+    normal = votes.get(NOTUMOR, 0)
+    if normal < o.notumor_fraction * n or most_tumour >= tally.need:
+        return INDETERMINATE, f"no consistent evidence across {n} eligible slices (votes {votes})"
+    if ev.plane != "axial" and normal < o.notumor_fraction_across * n:
         return INDETERMINATE, (
-            f"only {votes[NOTUMOR]} of {n} eligible slices confidently notumor; a {ev.plane} "
+            f"only {normal} of {n} eligible slices confidently notumor; a {ev.plane} "
             f"series needs {o.notumor_fraction_across:.0%}: a lesion on one side leaves the "
             "other side's slices normal"
         )
-    return INDETERMINATE, f"no consistent evidence across {n} eligible slices (votes {votes})"
+    run = _assessed_tumour_run(ev, tally.gated, tally.eligible, tally.need, o)
+    if run is not None:
+        return INDETERMINATE, run
+    return NOTUMOR, f"{normal} of {n} eligible slices confidently notumor"
 
 
 def _assessed_tumour_run(
@@ -354,7 +354,7 @@ def _assessed_tumour_run(
     tumour decision (they lie above the sella).
     """
     pos = np.asarray(ev.position, dtype=np.float64)
-    implausible = PITUITARY if ev.plane == "axial" and not o.pituitary_on_axial else ""
+    implausible = _implausible(ev.plane, o)
     label = {i: c for c, idx in gated.items() if c not in (NOTUMOR, implausible) for i in idx}
     order = sorted(eligible, key=lambda i: pos[i])
     run = widest_run(order, label, pos, o.min_run, o.veto_span)
@@ -422,7 +422,7 @@ def _band_run(
     if ev.cam_inside is None or ev.plane not in o.band_planes:
         return None
     pos = np.asarray(ev.position, dtype=np.float64)
-    implausible = PITUITARY if ev.plane == "axial" and not o.pituitary_on_axial else ""
+    implausible = _implausible(ev.plane, o)
     by_class: dict[str, list[int]] = {}
     for i, (ok, why) in enumerate(flags):
         c = _confident_tumour(ev, i, o, classes)
@@ -475,6 +475,12 @@ def _cam_gate(
     return kept, dropped
 
 
+def _implausible(plane: str, o: AggregationOptions) -> str:
+    """The tumour class a plane's assessed slices cannot show: pituitary on axial series
+    (above the sella) unless ``pituitary_on_axial``; else none ("")."""
+    return PITUITARY if plane == "axial" and not o.pituitary_on_axial else ""
+
+
 def _tumour_decision(
     confident: dict[str, list[int]],
     need: int,
@@ -492,7 +498,7 @@ def _tumour_decision(
     answer: the series is indeterminate.
     """
     votes = {c: len(v) for c, v in confident.items()}
-    implausible = PITUITARY if plane == "axial" and not o.pituitary_on_axial else ""
+    implausible = _implausible(plane, o)
     tumour = sorted(
         (c for c in classes if c not in (NOTUMOR, implausible)), key=lambda c: -votes[c]
     )
